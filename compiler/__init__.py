@@ -1,0 +1,90 @@
+"""symgrad's compiler: model file -> SymPy DAG -> reverse mode -> CSE -> schedule -> NumPy module.
+
+    source = compiler.compile_file("examples/digits_mlp.py", dtype="float64")
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from .errors import CompileError, ModelError
+
+__version__ = "0.1.0"
+__all__ = ["compile_file", "compile_source", "compile_model", "Compiled", "ModelError",
+           "CompileError", "__version__"]
+
+DTYPES = ("float64", "float32")
+
+
+@dataclass
+class Compiled:
+    """The generated source plus what each stage produced and how long it took."""
+    source: str
+    graph: object
+    backward: object
+    schedules: dict
+    timings: dict = field(default_factory=dict)   # stage -> seconds
+
+    @property
+    def shared(self) -> int:
+        return self.schedules["loss_and_grad"].program.shared
+
+
+def compile_model(path: str, dtype: str = "float64", *, source: str | None = None,
+                  display_path: str | None = None) -> Compiled:
+    """Run every stage on one model file; the chain of stages reads top to bottom."""
+    from .ad import backward
+    from .canonical import expose_named_values
+    from .emit import render_module
+    from .optimize import build_program
+    from .schedule import schedule
+    from .trace import trace_file, trace_source
+
+    if dtype not in DTYPES:
+        raise ModelError(f"unsupported dtype {dtype!r}", fix=f"use one of {', '.join(DTYPES)}")
+    timings = {}
+    t = time.perf_counter()
+    graph = trace_source(source, os.path.abspath(path)) if source is not None else trace_file(path)
+    graph = expose_named_values(graph)
+    timings["trace"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    grads = backward(graph)
+    timings["ad"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    programs = {
+        "forward": build_program("forward", graph, None, want_loss=False, want_outputs=True),
+        "loss": build_program("loss", graph, None, want_loss=True, want_outputs=False),
+        "loss_and_grad": build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False),
+    }
+    timings["optimize"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    schedules = {name: schedule(p, graph.shapes) for name, p in programs.items()}
+    timings["schedule"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    shown = display_path or _display_path(path)
+    text = render_module(graph, schedules, dtype, __version__, shown)
+    timings["emit"] = time.perf_counter() - t
+    return Compiled(text, graph, grads, schedules, timings)
+
+
+def compile_file(path: str, dtype: str = "float64") -> str:
+    """Compile a model file to the source of a standalone NumPy module."""
+    return compile_model(path, dtype).source
+
+
+def compile_source(source: str, path: str = "<model>.py", dtype: str = "float64") -> str:
+    """Compile model-file text (`path` is used for error messages and the header)."""
+    return compile_model(path, dtype, source=source).source
+
+
+def _display_path(path: str) -> str:
+    """The model path as recorded in the header: relative to the working folder when inside it,
+    so the same compile on another machine gives the same bytes."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full)
+    return rel.replace(os.sep, "/") if not rel.startswith("..") else full.replace(os.sep, "/")

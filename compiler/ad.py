@@ -1,0 +1,118 @@
+"""Reverse mode: one walk over the DAG from the loss back to the parameters.
+
+Each node's adjoint is the sum of its consumers' cotangents, bound to a fresh symbol (SSA), so the
+cost stays linear in the graph size and no expression swells. VJPs come from the registry.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .errors import CompileError
+from .graph import Graph
+from .primitives import broadcast_to, reduce_sum, rule_for, unbroadcast
+from .shapes import dim_expr
+
+
+class UnusedParameterWarning(UserWarning):
+    """A parameter does not reach the loss; its gradient is identically zero."""
+
+
+@dataclass(frozen=True)
+class Adjoint:
+    symbol: sp.Symbol   # the bound name of this adjoint
+    expr: sp.Expr       # the sum of cotangents flowing into `node`
+    node: sp.Basic      # the forward value this is the gradient of
+
+
+@dataclass
+class Backward:
+    adjoints: list[Adjoint]          # in execution order (reverse topological order of the forward)
+    grads: dict[str, sp.Expr]        # param name -> its adjoint symbol, or 0 when unused
+
+
+def topological_order(root: sp.Basic, shapes) -> list[sp.Basic]:
+    """Post-order of the distinct nodes under `root` (operands before users), deterministic."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        if node.is_Atom:
+            continue
+        rule = rule_for(node)
+        if rule is None:
+            raise CompileError(f"no rule for op {type(node).__name__}")
+        for arg in reversed(rule.tensor_args(node)):
+            if arg not in seen:
+                stack.append((arg, False))
+    return order
+
+
+def accumulate(parts: list) -> sp.Expr:
+    """Sum a node's cotangents; sums over the same axes are fused: Σ_axes(a) + Σ_axes(b) = Σ_axes(a+b)."""
+    groups: dict = {}
+    rest = []
+    for part in parts:
+        if isinstance(part, reduce_sum):
+            groups.setdefault(part.args[1:], []).append(part.args[0])
+        else:
+            rest.append(part)
+    fused = [reduce_sum(sp.Add(*xs), *static) if len(xs) > 1 else reduce_sum(xs[0], *static)
+             for static, xs in groups.items()]
+    return sp.Add(*rest, *fused)
+
+
+def backward(graph: Graph) -> Backward:
+    shapes = graph.shapes
+    params = {leaf.symbol: leaf for leaf in graph.params}
+    order = topological_order(graph.loss, shapes)
+
+    needs_grad: set = set()
+    for node in order:
+        if node in params or (not node.is_Atom and any(
+                a in needs_grad for a in rule_for(node).tensor_args(node))):
+            needs_grad.add(node)
+
+    cotangents: dict[sp.Basic, list] = {graph.loss: [sp.Integer(1)]}
+    adjoints: list[Adjoint] = []
+    grads: dict[str, sp.Expr] = {}
+    for node in reversed(order):
+        parts = cotangents.pop(node, None)
+        if not parts or node not in needs_grad:
+            continue
+        total = accumulate(parts)
+        if total == 0:
+            continue
+        symbol = sp.Symbol(f"_adj{len(adjoints)}", real=True)
+        shapes.set(symbol, shapes(total))
+        adjoints.append(Adjoint(symbol, total, node))
+        if node in params:
+            grads[params[node].name] = symbol
+            continue
+        rule = rule_for(node)
+        g = symbol
+        if not rule.lazy and shapes(g) != shapes(node):
+            g = broadcast_to(g, sp.Tuple(*[dim_expr(d) for d in shapes(node)]))
+        if rule.vjp is None:
+            raise CompileError(f"op {type(node).__name__} has no gradient rule but lies between "
+                               "a parameter and the loss")
+        cts = rule.vjp(node, g, shapes)
+        for arg, ct in zip(rule.tensor_args(node), cts):
+            if ct is None or arg not in needs_grad or ct == 0:
+                continue
+            cotangents.setdefault(arg, []).append(unbroadcast(ct, shapes(ct), shapes(arg)))
+
+    for leaf in graph.params:
+        if leaf.name not in grads:
+            grads[leaf.name] = sp.Integer(0)
+            warnings.warn(f"{graph.path}:{leaf.line}: parameter {leaf.name!r} does not reach the "
+                          "loss; its gradient is zero", UnusedParameterWarning, stacklevel=2)
+    return Backward(adjoints=adjoints, grads=grads)

@@ -1,0 +1,478 @@
+"""The model-file language: what `from compiler.dsl import *` gives a model file.
+
+A `Tensor` wraps a SymPy expression and its shape; Python operators and the functions below build the
+DAG and check shapes as they go. Nothing here computes numbers. Activations and other elementwise
+functions are generated from the primitive registry, so adding one there makes it available here.
+
+    x = Input("x", ("B", 64))
+    y = Labels("y", ("B",), classes=10)
+    h = relu(linear(x, 128, name="hidden"))
+    logits = linear(h, 10, name="out")
+    loss = softmax_cross_entropy(logits, y)
+    outputs = {"logits": logits}
+"""
+from __future__ import annotations
+
+import contextvars
+import re
+import sys
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from . import primitives as P
+from .errors import ModelError
+from .graph import Leaf, ShapeTable
+from .shapes import (Shape, ShapeMismatch, broadcast, dim_expr, fmt, is_outer_broadcast,
+                     normalize_axes, size)
+
+__all__ = ["Input", "Labels", "Param", "Tensor", "linear", "mlp", "sum", "mean", "amax",
+           "logsumexp", "softmax", "log_softmax", "softmax_cross_entropy", "mse", "sqrt",
+           "expand_dims", "reshape", "pick", "one_hot", "apply", "batch"]
+
+batch = "B"  # the conventional name of the symbolic batch dimension
+
+INIT_RULES = re.compile(r"^(auto|zeros|ones|he_normal|xavier_normal|"
+                        r"normal\([0-9.eE+-]+\)|constant\([0-9.eE+-]+\))$")
+
+
+@dataclass
+class Recorder:
+    """Everything a trace collects; one per model file, active only while that file runs."""
+    path: str
+    leaves: dict[str, Leaf] = field(default_factory=dict)
+    shapes: ShapeTable = field(default_factory=ShapeTable)
+    lines: dict = field(default_factory=dict)
+    hints: dict = field(default_factory=dict)
+    pending_init: dict = field(default_factory=dict)  # linear output expr -> (weight name, layer name)
+    layer_count: int = 0
+
+    def line(self) -> int:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == self.path:
+                return frame.f_lineno
+            frame = frame.f_back
+        return 0
+
+    def where(self) -> str:
+        return f"{self.path}:{self.line()}"
+
+
+_ACTIVE: contextvars.ContextVar[Recorder] = contextvars.ContextVar("symgrad_trace")
+
+
+def recorder() -> Recorder:
+    rec = _ACTIVE.get(None)
+    if rec is None:
+        raise ModelError("model-file functions only work while symgrad traces a model file",
+                         fix="run it with `symgrad compile MODEL.py` or compiler.compile_file(path)")
+    return rec
+
+
+def error(problem: str, *, op: str, shapes: str | None = None, fix: str | None = None) -> ModelError:
+    return ModelError(problem, op=op, where=recorder().where(), shapes=shapes, fix=fix)
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Tensor:
+    """A traced value: a SymPy expression with a shape. Python control flow on it is an error."""
+    __slots__ = ("expr", "shape", "dtype")
+
+    def __init__(self, expr: sp.Basic, shape: Shape, dtype: str = "float"):
+        self.expr, self.shape, self.dtype = expr, tuple(shape), dtype
+
+    def __repr__(self):
+        return f"Tensor({self.expr}, shape={fmt(self.shape)})"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    # arithmetic -------------------------------------------------------------------------------
+    def __add__(self, other): return _binary("+", self, other, lambda a, b: a + b)
+    def __radd__(self, other): return _binary("+", other, self, lambda a, b: a + b)
+    def __sub__(self, other): return _binary("-", self, other, lambda a, b: a - b)
+    def __rsub__(self, other): return _binary("-", other, self, lambda a, b: a - b)
+    def __mul__(self, other): return _binary("*", self, other, lambda a, b: a * b)
+    def __rmul__(self, other): return _binary("*", other, self, lambda a, b: a * b)
+    def __truediv__(self, other): return _binary("/", self, other, lambda a, b: a / b)
+    def __rtruediv__(self, other): return _binary("/", other, self, lambda a, b: a / b)
+    def __pow__(self, other): return _binary("**", self, other, lambda a, b: a ** b)
+    def __rpow__(self, other): return _binary("**", other, self, lambda a, b: a ** b)
+    def __neg__(self): return _binary("-", 0, self, lambda a, b: -b)
+    def __pos__(self): return self
+    def __matmul__(self, other): return apply(P.matmul, self, other, op="@")
+    def __rmatmul__(self, other): return apply(P.matmul, other, self, op="@")
+
+    @property
+    def T(self):
+        return apply(P.transpose, self, op=".T")
+
+    # what tracing cannot do -------------------------------------------------------------------
+    def _refuse(self, what: str, fix: str):
+        raise error(f"{what} on a traced value {fmt(self.shape)}", op=what, fix=fix)
+
+    def __bool__(self):
+        self._refuse("Python if/while/and/or/not",
+                     "a model is one fixed expression; use maximum/minimum/relu or select the "
+                     "branch with arithmetic instead of Python control flow")
+
+    def __float__(self):
+        self._refuse("float()/math.*", "use symgrad's exp, log, sqrt, tanh... on traced values")
+
+    def __int__(self):
+        self._refuse("int()", "shapes are known: use t.shape[i] for sizes")
+
+    __index__ = __int__
+    __complex__ = __float__
+
+    def __eq__(self, other):
+        self._refuse("==", "comparisons have no gradient; use maximum/minimum or relu")
+
+    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    __hash__ = object.__hash__
+
+    def __iter__(self):
+        self._refuse("iteration", "use sum/mean over an axis, or index-free tensor ops")
+
+    def __len__(self):
+        self._refuse("len()", "use t.shape[0]")
+
+    def __array__(self, *args, **kwargs):
+        self._refuse("np.* (NumPy function)", "use symgrad's functions (exp, log, sum, ...) "
+                     "from compiler.dsl instead of NumPy's on traced values")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        self._refuse(f"np.{ufunc.__name__}", f"use symgrad's {ufunc.__name__} from compiler.dsl "
+                     "(NumPy cannot see inside a traced value)")
+
+    def __array_function__(self, func, types, args, kwargs):
+        self._refuse(f"np.{func.__name__}", f"use symgrad's {func.__name__} from compiler.dsl "
+                     "(NumPy cannot see inside a traced value)")
+
+
+def _lift(value, op: str) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error(f"cannot use a {type(value).__name__} here", op=op,
+                    fix="use traced tensors or Python numbers")
+    return Tensor(sp.Integer(value) if isinstance(value, int) else sp.Float(value), ())
+
+
+def _record(expr: sp.Basic, shape: Shape, dtype: str = "float") -> Tensor:
+    rec = recorder()
+    rec.lines.setdefault(expr, rec.line())
+    if not expr.is_Number:
+        rec.shapes(expr)  # infer and memoise now, so a rule's complaint is reported at this line
+    return Tensor(expr, shape, dtype)
+
+
+def _require_float(t: Tensor, op: str):
+    if t.dtype != "float":
+        raise error(f"integer labels cannot enter `{op}`", op=op, shapes=fmt(t.shape),
+                    fix="labels are class indices; use them with softmax_cross_entropy, pick or one_hot")
+
+
+def _elementwise_shape(op: str, tensors: list[Tensor]) -> Shape:
+    shapes = [t.shape for t in tensors]
+    try:
+        out = broadcast(*shapes)
+    except ShapeMismatch:
+        raise error("shapes do not broadcast", op=op, shapes=" and ".join(fmt(s) for s in shapes),
+                    fix="make the trailing dimensions equal (or 1); transpose or reshape one operand")
+    if is_outer_broadcast(shapes, out):
+        raise error(f"silent outer broadcast to {fmt(out)}", op=op,
+                    shapes=" and ".join(fmt(s) for s in shapes),
+                    fix="the operands have different shapes and broadcasting would grow both "
+                        "(as (B,1) - (B,) gives (B,B)); reshape one so the shapes agree")
+    return out
+
+
+def _binary(op: str, a, b, build) -> Tensor:
+    a, b = _lift(a, op), _lift(b, op)
+    _require_float(a, op)
+    _require_float(b, op)
+    shape = _elementwise_shape(op, [a, b])
+    return _record(build(a.expr, b.expr), shape)
+
+
+def _static(value):
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, (tuple, list)):
+        return sp.Tuple(*[_static(v) for v in value])
+    if isinstance(value, str):
+        return dim_expr(value)
+    if isinstance(value, bool):
+        return sp.Integer(int(value))
+    return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
+
+
+def apply(head, *args, op: str | None = None) -> Tensor:
+    """Apply a registry primitive: leading tensor args, then static args (axes, shapes, alpha)."""
+    rule = P.REGISTRY[head]
+    op = op or rule.public or head.__name__
+    n = len(args) if rule.n_tensor is None else rule.n_tensor
+    tensors = [_lift(a, op) for a in args[:n]]
+    static = [_static(s) for s in args[n:]]
+    label_ok = head in (P.pick, P.one_hot)
+    for i, t in enumerate(tensors):
+        if not (label_ok and i == len(tensors) - 1):
+            _require_float(t, op)
+    if rule.elementwise and len(tensors) > 1:
+        _elementwise_shape(op, tensors)
+    expr = head(*[t.expr for t in tensors], *static)
+    try:
+        shape = rule.shape_of(expr, [t.shape for t in tensors]) if isinstance(expr, head) else \
+            broadcast(*[t.shape for t in tensors])
+    except ShapeMismatch as e:
+        raise error(str(e), op=op, shapes=" and ".join(fmt(t.shape) for t in tensors),
+                    fix="check the layer sizes and the order of the operands")
+    out = _record(expr, shape)
+    if rule.init_family and tensors:
+        _resolve_init(tensors[0], out, rule.init_family)
+    return out
+
+
+def _resolve_init(pre: Tensor, out: Tensor, family: str) -> None:
+    """An activation right after `linear` fixes that layer's weight init (He or Xavier)."""
+    rec = recorder()
+    pending = rec.pending_init.pop(pre.expr, None)
+    if pending is None:
+        return
+    weight, layer = pending
+    leaf = rec.leaves[weight]
+    if leaf.init == "auto":
+        rec.leaves[weight] = Leaf(**{**leaf.__dict__, "init": f"{family}_normal"})
+    rec.hints.setdefault(out.expr, layer)
+
+
+def _wrap(rule: P.Rule):
+    names = [n for n, _ in rule.static]
+
+    def fn(*args, **kwargs):
+        n = rule.n_tensor or 1
+        static = [kwargs.pop(name, default) for name, default in rule.static]
+        if kwargs:
+            raise error(f"unexpected argument(s) {sorted(kwargs)}", op=rule.public,
+                        fix=f"{rule.public} takes {n} tensor(s){' and ' + ', '.join(names) if names else ''}")
+        if len(args) != n:
+            raise error(f"takes {n} tensor argument(s), got {len(args)}", op=rule.public)
+        return apply(rule.head, *args, *static, op=rule.public)
+    fn.__name__ = rule.public
+    fn.__doc__ = (rule.head.__doc__ or "").strip() or f"{rule.public}, elementwise"
+    return fn
+
+
+for _rule in P.PUBLIC.values():
+    globals()[_rule.public] = _wrap(_rule)
+    __all__.append(_rule.public)
+
+
+def sqrt(x):
+    """√x, elementwise."""
+    x = _lift(x, "sqrt")
+    _require_float(x, "sqrt")
+    return _record(sp.sqrt(x.expr), x.shape)
+
+
+# ---- declarations --------------------------------------------------------------------------
+
+def _declare(name: str, shape, kind: str, **extra) -> Leaf:
+    rec = recorder()
+    what = {"param": "Param", "input": "Input", "labels": "Labels"}[kind]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
+        raise error(f"bad name {name!r}", op=what, fix="use letters, digits, _ and . (e.g. 'hidden.W')")
+    if name in rec.leaves:
+        prev = rec.leaves[name]
+        raise error(f"duplicate name {name!r} (first declared on line {prev.line})", op=what,
+                    fix="give every input and parameter its own name")
+    shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
+    for d in shape:
+        if isinstance(d, bool) or not (isinstance(d, str) and d.isidentifier() or isinstance(d, int) and d > 0):
+            raise error(f"bad dimension {d!r} in shape {shape}", op=what,
+                        fix="dimensions are positive ints or names of symbolic sizes like 'B'")
+    if kind == "param" and any(isinstance(d, str) for d in shape):
+        raise error(f"parameter {name!r} has a symbolic dimension {fmt(shape)}", op=what,
+                    fix="parameters have fixed sizes; only inputs carry the batch dimension")
+    symbol = sp.Symbol(name, real=True)
+    leaf = Leaf(name=name, symbol=symbol, shape=shape, kind=kind, line=rec.line(), **extra)
+    rec.leaves[name] = leaf
+    rec.shapes.set(symbol, shape)
+    return leaf
+
+
+def Input(name: str, shape) -> Tensor:
+    """A float input array; name symbolic dims with strings, e.g. ("B", 64)."""
+    leaf = _declare(name, shape, "input")
+    return Tensor(leaf.symbol, leaf.shape)
+
+
+def Labels(name: str, shape, classes: int) -> Tensor:
+    """Integer class labels in [0, classes)."""
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise error(f"classes must be an int >= 2, got {classes!r}", op="Labels")
+    leaf = _declare(name, shape, "labels", classes=classes)
+    return Tensor(leaf.symbol, leaf.shape, dtype="int")
+
+
+def Param(name: str, shape=(), init="auto") -> Tensor:
+    """A trainable float parameter. init: a number, 'zeros', 'ones', 'he_normal',
+    'xavier_normal', 'normal(std)', 'constant(v)' or 'auto' (set by the activation that follows)."""
+    if isinstance(init, bool):
+        raise error("init must be a number or a rule name", op="Param")
+    if isinstance(init, (int, float)):
+        init = f"constant({float(init)!r})"
+    if not isinstance(init, str) or not INIT_RULES.match(init):
+        raise error(f"unknown init rule {init!r} for {name!r}", op="Param",
+                    fix="use a number, 'zeros', 'ones', 'he_normal', 'xavier_normal', 'normal(0.01)' "
+                        "or 'constant(0.5)'")
+    leaf = _declare(name, shape, "param", init=init)
+    return Tensor(leaf.symbol, leaf.shape)
+
+
+# ---- layers ----------------------------------------------------------------------------------
+
+def linear(x: Tensor, n_out: int, name: str | None = None, bias: bool = True, init: str = "auto") -> Tensor:
+    """x @ W + b with W: (n_in, n_out) and b: (n_out,), named `name.W` and `name.b`.
+
+    The weight init follows the activation applied to the result: He-normal for the ReLU family,
+    Xavier/Glorot for tanh, sigmoid and identity. Biases start at zero.
+    """
+    rec = recorder()
+    x = _lift(x, "linear")
+    if x.ndim not in (1, 2) or not isinstance(x.shape[-1], int):
+        raise error(f"linear takes (N, features) or (features,), got {fmt(x.shape)}", op="linear",
+                    fix="flatten or reshape the input so its last dimension is the feature size")
+    if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
+        raise error(f"n_out must be a positive int, got {n_out!r}", op="linear")
+    if name is None:
+        rec.layer_count += 1
+        name = f"linear{rec.layer_count}"
+    W = Param(f"{name}.W", (x.shape[-1], n_out), init=init)
+    out = x @ W
+    if bias:
+        out = out + Param(f"{name}.b", (n_out,), init="zeros")
+    if init == "auto":
+        rec.pending_init[out.expr] = (f"{name}.W", name)
+    rec.hints.setdefault(out.expr, f"{name}_pre")
+    return out
+
+
+def mlp(x: Tensor, sizes, activation=None, name: str = "layer") -> Tensor:
+    """A stack of linear layers with `activation` (default relu) between them, none after the last."""
+    act = activation or globals()["relu"]
+    for i, n in enumerate(sizes):
+        x = linear(x, n, name=f"{name}{i + 1}")
+        if i < len(sizes) - 1:
+            x = act(x)
+    return x
+
+
+# ---- reductions and losses --------------------------------------------------------------------
+
+def _reduce(head, op, x, axis, keepdims) -> Tensor:
+    x = _lift(x, op)
+    try:
+        axes = normalize_axes(axis, x.ndim, op)
+    except ShapeMismatch as e:
+        raise error(str(e), op=op, shapes=fmt(x.shape), fix="axes count from 0 (or -1 for the last)")
+    if not axes:
+        return x
+    return apply(head, x, P.axes_arg(axes), sp.Integer(int(bool(keepdims))), op=op)
+
+
+def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - the model language's sum
+    """Sum over all elements or along `axis`."""
+    return _reduce(P.reduce_sum, "sum", x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False) -> Tensor:
+    """Mean over all elements or along `axis` (divides by the symbolic batch size where needed)."""
+    x = _lift(x, "mean")
+    axes = normalize_axes(axis, x.ndim, "mean")
+    count = size(tuple(x.shape[a] for a in axes))
+    return sum(x, axis, keepdims) / Tensor(count, ()) if count != 1 else sum(x, axis, keepdims)
+
+
+def amax(x, axis=None, keepdims=False) -> Tensor:
+    """Max over all elements or along `axis`; ties share the gradient evenly."""
+    return _reduce(P.reduce_max, "amax", x, axis, keepdims)
+
+
+def expand_dims(x, axis: int) -> Tensor:
+    x = _lift(x, "expand_dims")
+    axis = axis % (x.ndim + 1)
+    return apply(P.expand_dims, x, (axis,))
+
+
+def reshape(x, shape) -> Tensor:
+    x = _lift(x, "reshape")
+    shape = tuple(shape)
+    if size(shape) != size(x.shape):
+        raise error(f"cannot reshape {fmt(x.shape)} to {fmt(shape)}", op="reshape",
+                    fix="the number of elements must stay the same")
+    return apply(P.reshape, x, shape)
+
+
+def logsumexp(x, axis=-1, keepdims=False) -> Tensor:
+    """log Σ exp(x) along `axis`, stable: the max is subtracted first (and gets no gradient)."""
+    x = _lift(x, "logsumexp")
+    axes = normalize_axes(axis, x.ndim, "logsumexp")
+    m = stop_gradient(amax(x, axes, keepdims=True))  # noqa: F821 - from the registry
+    out = log(sum(exp(x - m), axes, keepdims=True)) + m  # noqa: F821
+    return out if keepdims else apply(P.squeeze, out, axes)
+
+
+def softmax(x, axis=-1) -> Tensor:
+    """exp(x) / Σ exp(x) along `axis`, stable."""
+    x = _lift(x, "softmax")
+    axes = normalize_axes(axis, x.ndim, "softmax")
+    e = exp(x - stop_gradient(amax(x, axes, keepdims=True)))  # noqa: F821
+    return e / sum(e, axes, keepdims=True)
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    """x − logsumexp(x): the stable form of log(softmax(x))."""
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def pick(z, labels) -> Tensor:
+    """z[i, labels[i]] for every row i."""
+    return apply(P.pick, z, labels)
+
+
+def one_hot(labels, classes: int) -> Tensor:
+    return apply(P.one_hot, labels, classes)
+
+
+def softmax_cross_entropy(logits, labels) -> Tensor:
+    """Mean over the batch of −log softmax(logits)[label] = logsumexp(logits) − logits[label]."""
+    op = "softmax_cross_entropy"
+    logits, labels = _lift(logits, op), _lift(labels, op)
+    if labels.dtype != "int":
+        raise error("the second argument must be integer Labels", op=op,
+                    fix='declare y = Labels("y", ("B",), classes=C)')
+    if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
+        raise error("logits must be (N, C) and labels (N,)", op=op,
+                    shapes=f"{fmt(logits.shape)} and {fmt(labels.shape)}",
+                    fix="the logits' rows and the labels must share the batch dimension")
+    leaf = next(lf for lf in recorder().leaves.values() if lf.symbol == labels.expr)
+    if logits.shape[1] != leaf.classes:
+        raise error(f"logits have {logits.shape[1]} columns but labels {leaf.name!r} have "
+                    f"{leaf.classes} classes", op=op, shapes=f"{fmt(logits.shape)} and {fmt(labels.shape)}",
+                    fix="make the last layer's width equal to the number of classes")
+    return mean(logsumexp(logits, axis=1) - pick(logits, labels))
+
+
+def mse(pred, target) -> Tensor:
+    """Mean squared error over all elements; the shapes must match exactly."""
+    pred, target = _lift(pred, "mse"), _lift(target, "mse")
+    if pred.shape != target.shape:
+        raise error("prediction and target shapes differ", op="mse",
+                    shapes=f"{fmt(pred.shape)} and {fmt(target.shape)}",
+                    fix="reshape so both have the same shape (no broadcasting in a loss)")
+    return mean((pred - target) ** 2)

@@ -1,0 +1,202 @@
+"""Emit: scheduled statements -> one readable, standalone NumPy module (Jinja2 template + printer)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import jinja2
+import sympy as sp
+
+from . import naming
+from .graph import Graph
+from .optimize import count_ops
+from .printer import Printer
+from .schedule import Schedule
+from .shapes import Shape, fmt
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("compiler", "templates"),
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                          undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+@dataclass
+class FunctionCode:
+    name: str
+    summary: str
+    doc: list[str]
+    param_names: list[str]
+    input_names: list[str]
+    prologue: list[str]
+    body: list[str]
+    ret: str
+
+
+def _shape_literal(shape: Shape) -> str:
+    items = [repr(d) for d in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _names(graph: Graph, sched: Schedule) -> tuple[dict, naming.Namer]:
+    """Leaves keep the user's names; forward values their variable or layer names; adjoints d_<name>."""
+    namer = naming.Namer()
+    names: dict = {}
+    for leaf in graph.leaves.values():
+        names[leaf.symbol] = namer.fresh(leaf.name)
+    leaf_of = {leaf.symbol: names[leaf.symbol] for leaf in graph.leaves.values()}
+    forward_name: dict = {}
+    for step in sched.steps:
+        st = step.statement
+        if st.kind == "forward":
+            names[st.target] = namer.fresh(graph.hints.get(st.node) or naming.op_name(st.node))
+            forward_name[st.node] = names[st.target]
+        elif st.kind == "shared":
+            names[st.target] = namer.fresh(naming.op_name(st.expr))
+        else:
+            base = (leaf_of.get(st.node) or forward_name.get(st.node) or graph.hints.get(st.node)
+                    or naming.op_name(st.node))
+            names[st.target] = namer.fresh(naming.adjoint(base))
+    return names, namer
+
+
+def _line_ref(graph: Graph, line: int) -> str:
+    return f"{os.path.basename(graph.path)}:{line}" if line else ""
+
+
+def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tuple[FunctionCode, set]:
+    program = sched.program
+    names, namer = _names(graph, sched)
+    shapes = graph.shapes
+    printer = Printer(names, shapes)
+
+    used: set = set()
+    for step in sched.steps:
+        used |= step.statement.expr.free_symbols
+    for e in program.results():
+        used |= e.free_symbols
+    leaves = [leaf for leaf in graph.leaves.values() if leaf.symbol in used]
+    params = [leaf for leaf in graph.params if leaf.symbol in used or program.grads]
+    inputs = [leaf for leaf in graph.inputs if leaf.symbol in used]
+    dims = sorted({s.name for s in used if s.is_Symbol and s.is_integer})
+
+    prologue = [f"{d} = dims[{d!r}]" for d in dims]
+    prologue += [f"{names[leaf.symbol]} = inputs[{leaf.name!r}]" for leaf in leaves if leaf.kind != "param"]
+    prologue += [f"{names[leaf.symbol]} = params[{leaf.name!r}]" for leaf in leaves if leaf.kind == "param"]
+
+    body: list[str] = []
+    section = None
+    last_grad_line = None
+    for step in sched.steps:
+        st = step.statement
+        kind = "backward" if st.kind == "backward" or (st.kind == "shared" and _is_backward(st, sched)) \
+            else "forward"
+        if kind != section:
+            section = kind
+            body.append("")
+            body.append(f"# ---- {kind} {'-' * (90 - len(kind))}")
+        if kind == "backward" and st.kind == "backward" and st.line != last_grad_line and st.line:
+            last_grad_line = st.line
+            body.append(f"# grad of {_line_ref(graph, st.line)}: {graph.source_line(st.line)}")
+        comment = fmt(shapes(st.target))
+        if kind == "forward" and st.line:
+            comment += f"  {_line_ref(graph, st.line)}"
+        body.append(f"{names[st.target]} = {printer.doprint(st.expr)}  # {comment}")
+        if step.release:
+            body.append("del " + ", ".join(names[s] for s in step.release))
+
+    ret_parts = []
+    if program.name == "forward":
+        items = [f"{k!r}: {_materialize(printer, e, shape, dtype, graph)}"
+                 for k, (e, shape) in zip(program.outputs, ((program.outputs[k], graph.outputs[k][1])
+                                                             for k in program.outputs))]
+        ret = "{" + ", ".join(items) + "}"
+    else:
+        loss_text = _materialize(printer, program.loss, (), dtype, graph)
+        if program.name == "loss":
+            ret = loss_text
+        else:
+            body.append("")
+            for leaf in graph.params:
+                g = program.grads[leaf.name]
+                text = _materialize(printer, g, leaf.shape, dtype, graph)
+                if text != names.get(g):
+                    target = namer.fresh(naming.adjoint(names[leaf.symbol]))
+                    body.append(f"{target} = {text}  # {fmt(leaf.shape)}")
+                    text = target
+                ret_parts.append(f"        {leaf.name!r}: {text},")
+            ret = loss_text + ", {\n" + "\n".join(ret_parts) + "\n    }"
+    doc = _doc(program.name, graph, inputs, dtype)
+    fn = FunctionCode(program.name, summary, doc, [p.name for p in params],
+                      [i.name for i in inputs], prologue, body, ret)
+    return fn, printer.helpers
+
+
+def _is_backward(st, sched) -> bool:
+    return st.priority and st.priority[0] >= 1
+
+
+def _materialize(printer: Printer, expr: sp.Expr, shape: Shape, dtype: str, graph: Graph) -> str:
+    """Print a returned value with exactly its declared shape and dtype, never aliasing a leaf."""
+    text = printer.doprint(expr)
+    leaf_symbols = {leaf.symbol for leaf in graph.leaves.values()}
+    if not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer}):
+        return f"np.full({_shape_literal(shape)}, {text}, dtype=DTYPE)"
+    if graph.shapes(expr) != tuple(shape):
+        dims = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        return f"np.broadcast_to({text}, {dims}).astype(DTYPE)"
+    if expr in leaf_symbols:
+        return f"{text}.copy()"
+    return text
+
+
+def _doc(name: str, graph: Graph, inputs, dtype: str) -> list[str]:
+    lines = ["Inputs:" if inputs else "Inputs: none"]
+    for leaf in inputs:
+        kind = f"int64 labels in [0, {leaf.classes})" if leaf.kind == "labels" else dtype
+        lines.append(f"    {leaf.name}: {fmt(leaf.shape)} {kind}")
+    lines.append("Returns:")
+    if name == "forward":
+        for k, (_, shape) in graph.outputs.items():
+            lines.append(f"    {k}: {fmt(shape)} {dtype}")
+        if not graph.outputs:
+            lines.append("    {} (the model file declares no outputs)")
+    elif name == "loss":
+        lines.append(f"    loss: scalar {dtype}")
+    else:
+        lines.append(f"    loss: scalar {dtype}, and the gradient of each parameter:")
+        for leaf in graph.params:
+            lines.append(f"    {leaf.name!r}: {fmt(leaf.shape)} {dtype}")
+    return lines
+
+
+def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, version: str,
+                  model_path: str) -> str:
+    summaries = {
+        "forward": "The model's outputs, for inference: no loss and no backward work.",
+        "loss": "The scalar loss.",
+        "loss_and_grad": "The loss and the gradient of every parameter, fused: the backward pass "
+                         "reuses the forward's values.",
+    }
+    functions, helpers = [], set()
+    for name in ("forward", "loss", "loss_and_grad"):
+        fn, used = emit_function(graph, schedules[name], summaries[name], dtype)
+        functions.append(fn)
+        helpers |= used
+    lag = schedules["loss_and_grad"]
+    fwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if not _is_backward(s.statement, lag))
+    bwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if _is_backward(s.statement, lag))
+    ops = {"forward": fwd_ops, "backward": bwd_ops,
+           "ratio": f"{bwd_ops / fwd_ops:.2f}" if fwd_ops else "n/a", "shared": lag.program.shared}
+    label_dtype = "int64"
+    inputs = [{"name": leaf.name, "shape": _shape_literal(leaf.shape),
+               "dtype": label_dtype if leaf.kind == "labels" else dtype, "classes": leaf.classes}
+              for leaf in graph.inputs]
+    params = [{"name": leaf.name, "shape": _shape_literal(leaf.shape), "init": leaf.init}
+              for leaf in graph.params]
+    outputs = [{"name": k, "shape": _shape_literal(shape)} for k, (_, shape) in graph.outputs.items()]
+    title = os.path.splitext(os.path.basename(model_path))[0]
+    return _ENV.get_template("module.py.j2").render(
+        title=title, version=version, model_path=model_path, sha256=graph.sha256, dtype=dtype,
+        ops=ops, params=params, inputs=inputs, outputs=outputs,
+        outputs_doc="{" + ", ".join(f"{k!r}: array" for k in graph.outputs) + "}",
+        helpers=[h.helper.rstrip("\n") for h in sorted(helpers, key=lambda h: h.__name__)],
+        functions=functions)

@@ -1,0 +1,238 @@
+"""Optimize: turn the traced forward and the SSA adjoints into one list of statements, with common
+subexpressions shared across forward *and* backward by `sympy.cse`.
+
+Named forward values (the user's variables, layer outputs) and every structural op (matmul, sums,
+max, gather) are bound to symbols first, so the backward reads them by name and `cse` sees many small
+expressions instead of one huge tree. Trivial or single-use adjoints are folded into their consumer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .ad import Backward
+from .graph import Graph
+from .primitives import rule_for, stop_gradient
+
+INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer
+
+
+@dataclass(frozen=True)
+class Statement:
+    target: sp.Symbol
+    expr: sp.Expr
+    kind: str                      # "forward" | "backward" | "shared"
+    node: sp.Basic | None = None   # forward: the value computed; backward: the value differentiated
+    line: int = 0
+    priority: tuple = ()           # a deterministic position used by the scheduler
+
+
+@dataclass
+class Program:
+    """One function of the generated module, before scheduling."""
+    name: str
+    statements: list[Statement]
+    loss: sp.Expr | None = None
+    outputs: dict[str, sp.Expr] = field(default_factory=dict)
+    grads: dict[str, sp.Expr] = field(default_factory=dict)
+    shared: int = 0                # subexpressions `cse` extracted
+
+    def results(self) -> list[sp.Expr]:
+        out = [] if self.loss is None else [self.loss]
+        return out + list(self.outputs.values()) + list(self.grads.values())
+
+
+def substitute(expr: sp.Basic, mapping: dict, memo: dict) -> sp.Basic:
+    """Replace sub-expressions by `mapping`, visiting each distinct node once (DAG-safe, iterative)."""
+    stack = [expr]
+    while stack:
+        node = stack[-1]
+        if node in memo:
+            stack.pop()
+            continue
+        if node in mapping:
+            memo[node] = mapping[node]
+            stack.pop()
+            continue
+        if node.is_Atom or not node.args:
+            memo[node] = node
+            stack.pop()
+            continue
+        pending = [a for a in node.args if a not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        args = tuple(memo[a] for a in node.args)
+        memo[node] = node if args == node.args else node.func(*args)
+        stack.pop()
+    return memo[expr]
+
+
+def count_ops(expr: sp.Basic) -> int:
+    return sum(1 for _ in sp.preorder_traversal(expr) if not _.is_Atom)
+
+
+def _fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, dict]:
+    """Fold trivial and single-use adjoints into their consumers; keep the readable ones named."""
+    adjoints = list(backward.adjoints)
+    defs = {a.symbol: a for a in adjoints}
+    uses: dict = {}
+    for a in adjoints:
+        for s in a.expr.free_symbols:
+            if s in defs:
+                uses.setdefault(s, []).append(a.symbol)
+    for s in keep:
+        uses.setdefault(s, []).append(None)
+    folded: dict = {}
+    kept = []
+    for a in adjoints:  # consumers come after producers: fold in order
+        expr = substitute(a.expr, folded, {}) if folded else a.expr
+        users = uses.get(a.symbol, [])
+        trivial = expr.is_Number or expr.is_Symbol or all(x.is_integer for x in expr.free_symbols)
+        copied_by_user = len(users) == 1 and users[0] is not None and defs[users[0]].expr == a.symbol
+        named = a.node in graph.hints and not copied_by_user
+        if a.symbol not in keep and (trivial or (len(users) <= 1 and not named
+                                                 and count_ops(expr) < INLINE_LIMIT)):
+            folded[a.symbol] = expr
+            continue
+        kept.append((a, expr))
+    return kept, folded
+
+
+def forward_nodes(roots: list) -> list:
+    """Distinct nodes under `roots`, operands before users (iterative, deterministic)."""
+    order, seen, stack = [], set(), [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen or node.is_Atom:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        rule = rule_for(node)
+        args = rule.tensor_args(node) if rule else node.args
+        stack.extend((a, False) for a in reversed(args) if a not in seen)
+    return order
+
+
+def _without_stop_gradient(expr: sp.Basic, memo: dict) -> sp.Basic:
+    """stop_gradient only matters to reverse mode; afterwards it is the identity."""
+    stops = [n for n in sp.preorder_traversal(expr) if isinstance(n, stop_gradient)]
+    return substitute(expr, {n: n.args[0] for n in stops}, memo) if stops else expr
+
+
+def build_program(name: str, graph: Graph, backward: Backward | None, *, want_loss: bool,
+                  want_outputs: bool) -> Program:
+    """Statements for one generated function: forward values, adjoints, shared subexpressions."""
+    shapes = graph.shapes
+    adjoint_stmts, grads = [], {}
+    if backward is not None:
+        grad_symbols = {s for s in backward.grads.values() if s.is_Symbol}
+        adjoint_stmts, _ = _fold_adjoints(backward, graph, grad_symbols)
+        grads = dict(backward.grads)
+
+    forward_roots = ([graph.loss] if want_loss else []) + \
+        ([e for e, _ in graph.outputs.values()] if want_outputs else [])
+    in_forward = forward_nodes([graph.loss] + [e for e, _ in graph.outputs.values()])
+    used = set(forward_nodes(forward_roots + [e for _, e in adjoint_stmts]))
+    points = [n for n in in_forward if n in used and n in graph.hints]
+    bound = {node: sp.Symbol(f"_{name}_fwd{i}", real=True) for i, node in enumerate(points)}
+    memo: dict = {}
+    plain: dict = {}
+
+    def lower(e):
+        return _without_stop_gradient(substitute(e, bound, memo), plain)
+
+    statements = []
+    for i, node in enumerate(points):
+        expr = _without_stop_gradient(node.func(*[substitute(a, bound, memo) for a in node.args]), plain)
+        shapes.set(bound[node], shapes(node))
+        line = graph.lines.get(node, 0)
+        statements.append(Statement(bound[node], expr, "forward", node, line, (0, line, i)))
+    for j, (adj, expr) in enumerate(adjoint_stmts):
+        statements.append(Statement(adj.symbol, lower(expr), "backward", adj.node,
+                                    graph.lines.get(adj.node, 0), (1, j, 0)))
+    loss = lower(graph.loss) if want_loss else None
+    outputs = {k: lower(e) for k, (e, _) in graph.outputs.items()} if want_outputs else {}
+    program = share_subexpressions(Program(name, statements, loss, outputs, grads), shapes)
+    return merge_aliases(program)
+
+
+def merge_aliases(program: Program) -> Program:
+    """`T = S` where S is an unnamed shared temporary: compute the value as T directly."""
+    stmts = program.statements
+    temps = {s.target: s for s in stmts if s.kind == "shared"}
+    rename = {}
+    for s in stmts:
+        if s.expr.is_Symbol and s.expr in temps and s.expr not in rename:
+            rename[s.expr] = s.target
+    if not rename:
+        return program
+    out = []
+    for s in stmts:
+        if s.expr.is_Symbol and rename.get(s.expr) == s.target:
+            continue  # the alias itself disappears
+        if s.target in rename:  # the temporary now defines the named value
+            named = next(t for t in stmts if t.target == rename[s.target])
+            s = Statement(named.target, s.expr, named.kind, named.node, named.line, s.priority)
+        out.append(Statement(s.target, substitute(s.expr, rename, {}), s.kind, s.node, s.line,
+                             s.priority))
+    memo: dict = {}
+    return Program(program.name, out,
+                   None if program.loss is None else substitute(program.loss, rename, memo),
+                   {k: substitute(e, rename, memo) for k, e in program.outputs.items()},
+                   {k: substitute(e, rename, memo) for k, e in program.grads.items()},
+                   program.shared - len(rename))
+
+
+def share_subexpressions(program: Program, shapes) -> Program:
+    """`sympy.cse` over every statement and result together, in canonical (deterministic) order."""
+    stmts = program.statements
+    results = program.results()
+    exprs = [s.expr for s in stmts] + results
+    symbols = sp.numbered_symbols(f"_{program.name}_cse", real=True)
+    replacements, reduced = sp.cse(exprs, symbols=symbols, order="canonical")
+
+    # static arguments (axes, shapes) are not values: put any extracted tuple back in place
+    inline: dict = {}
+    kept = []
+    for sym, expr in replacements:
+        expr = substitute(expr, inline, {}) if inline else expr
+        if isinstance(expr, sp.Tuple) or expr.is_Atom:
+            inline[sym] = expr
+        else:
+            kept.append((sym, expr))
+    if inline:
+        reduced = [substitute(e, inline, {}) for e in reduced]
+
+    new_stmts = [Statement(s.target, e, s.kind, s.node, s.line, s.priority)
+                 for s, e in zip(stmts, reduced[: len(stmts)])]
+    # a shared value is placed just before its first user (users of users included)
+    users: dict = {}
+    for s in new_stmts:
+        for sym in s.expr.free_symbols:
+            users.setdefault(sym, []).append((s.priority, s.line))
+    n_forward_results = len(results) - len(program.grads)
+    for k, e in enumerate(reduced[len(stmts):]):
+        section = 0 if k < n_forward_results else 1  # loss and outputs, or gradients
+        for sym in e.free_symbols:
+            users.setdefault(sym, []).append(((section, 10**9), 0))
+    for sym, expr in kept:
+        shapes.set(sym, shapes(expr))
+    shared = []
+    for k in reversed(range(len(kept))):
+        sym, expr = kept[k]
+        priority, line = min(users.get(sym, [((9,), 0)]))
+        stmt = Statement(sym, expr, "shared", None, line, priority + (k,))
+        shared.append(stmt)
+        for other in expr.free_symbols:
+            users.setdefault(other, []).append((stmt.priority, line))
+    shared.reverse()
+    rest = reduced[len(stmts):]
+    loss = rest.pop(0) if program.loss is not None else None
+    outputs = dict(zip(program.outputs, rest[: len(program.outputs)]))
+    grads = dict(zip(program.grads, rest[len(program.outputs):]))
+    return Program(program.name, shared + new_stmts, loss, outputs, grads, shared=len(kept))

@@ -1,0 +1,621 @@
+"""The primitive registry: every op's SymPy head, shape rule, VJP and NumPy printing, side by side.
+
+Elementwise math stays native SymPy (Add, Mul, Pow, exp, log, tanh) so SymPy simplifies it and
+`cse` shares it; everything else is an `Op` (a `sympy.Function` subclass) that carries its own rules.
+`REGISTRY` maps each head to a `Rule`; a head missing from it is an unsupported op.
+
+One VJP signature for all: `vjp(node, g, shape) -> tuple` with one cotangent per tensor argument
+(None = zero), where `node` is the forward answer and `shape(expr)` infers the shape of any expression.
+Adding an activation means adding one `Op` class here; the model-file language picks it up by its
+`public` name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
+
+from .shapes import ShapeMismatch, broadcast, dim_expr, expr_dim, fmt, reduce_shape
+
+# ---------------------------------------------------------------------------------------------
+# Plain data: a rule per head, and how the registry test exercises it.
+
+
+@dataclass(frozen=True)
+class Check:
+    """How the registry test exercises a primitive.
+
+    `params` maps a parameter name to (shape, (low, high)) for sampling; `loss` is a model-file
+    expression over them; `edges` are (x, derivative) known values for unary elementwise ops at their
+    edge points (kinks, saturation), checked exactly by convention rather than by finite differences.
+    """
+    params: dict
+    loss: str
+    edges: tuple = ()
+    labels: dict = field(default_factory=dict)  # name -> (shape, classes)
+
+
+@dataclass(frozen=True)
+class Rule:
+    head: type
+    shape_of: Callable          # (node, arg_shapes) -> shape
+    vjp: Callable | None        # (node, g, shape) -> tuple of cotangents; None: not differentiable
+    n_tensor: int | None = None  # leading tensor args (None: all); the rest are static
+    elementwise: bool = True    # broadcasts its operands (NumPy rules)
+    lazy: bool = True           # its VJP accepts a cotangent that is still lazily broadcast
+    public: str | None = None   # name in the model-file language
+    init_family: str | None = None  # "he" or "xavier": which init a preceding linear layer gets
+    static: tuple = ()          # (name, default) of static args, for the model-file wrapper
+    check: Check | None = None
+
+    def tensor_args(self, node: sp.Basic) -> tuple:
+        return node.args if self.n_tensor is None else node.args[: self.n_tensor]
+
+
+REGISTRY: dict[type, Rule] = {}
+
+
+def rule_for(node: sp.Basic) -> Rule | None:
+    for klass in type(node).__mro__:
+        if klass in REGISTRY:
+            return REGISTRY[klass]
+    return None
+
+
+def elementwise_shape(node, arg_shapes):
+    return broadcast(*arg_shapes)
+
+
+def fdiff_vjp(node, g, shape):
+    """Elementwise VJP from SymPy's own scalar derivative (exp' = exp, tanh' = 1 - tanh**2)."""
+    return tuple(g * node.fdiff(i + 1) for i in range(len(node.args)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Native SymPy heads.
+
+def _add_vjp(node, g, shape):
+    return tuple(g for _ in node.args)
+
+
+def _mul_vjp(node, g, shape):
+    args = node.args
+    return tuple(g * sp.Mul(*(args[:i] + args[i + 1:])) for i in range(len(args)))
+
+
+def _pow_vjp(node, g, shape):
+    """d(x**e): reuse the forward answer where that is exact (sqrt, reciprocal)."""
+    base, e = node.args
+    if e == sp.S.Half:
+        d_base = g / (2 * node)
+    elif e == -1:
+        d_base = -g * node**2
+    elif e.is_Integer:
+        d_base = g * e * base ** (e - 1)
+    else:
+        d_base = g * e * node / base
+    d_exp = None if e.is_Number else g * node * sp.log(base)
+    return d_base, d_exp
+
+
+def _native(head, vjp=fdiff_vjp, **kw):
+    REGISTRY[head] = Rule(head=head, shape_of=elementwise_shape, vjp=vjp, **kw)
+
+
+_native(sp.Add, _add_vjp)
+_native(sp.Mul, _mul_vjp)
+_native(sp.Pow, _pow_vjp)
+_native(sp.exp, public="exp", check=Check({"a": ((3, 2), (-2, 2))}, "sum(exp(a))",
+                                          edges=((-800.0, 0.0), (0.0, 1.0))))
+_native(sp.log, public="log", check=Check({"a": ((3, 2), (0.2, 3))}, "sum(log(a))",
+                                          edges=((1e-300, 1e300),)))
+_native(sp.tanh, public="tanh", init_family="xavier",
+        check=Check({"a": ((3, 2), (-2, 2))}, "sum(tanh(a) * a)",
+                    edges=((0.0, 1.0), (20.0, 0.0), (-20.0, 0.0))))
+_native(sp.sign, vjp=lambda node, g, shape: (None,))
+
+
+def sqrt(x):
+    return sp.sqrt(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# symgrad's own heads.
+
+def register(cls):
+    REGISTRY[cls] = Rule(
+        head=cls, shape_of=cls.shape_of, vjp=(lambda node, g, shape: node.vjp(g, shape))
+        if cls.differentiable else None, n_tensor=cls.n_tensor, elementwise=cls.elementwise,
+        lazy=cls.elementwise or cls.lazy,
+        public=cls.public, init_family=cls.init_family, static=cls.static, check=cls.check)
+    return cls
+
+
+def _arg(printer, e, level=PRECEDENCE["Atom"], strict=True):
+    return printer.parenthesize(e, level, strict=strict)
+
+
+def _axes(node, i=1) -> tuple[int, ...]:
+    return tuple(int(a) for a in node.args[i])
+
+
+def axes_arg(axes) -> sp.Tuple:
+    return sp.Tuple(*[sp.Integer(a) for a in axes])
+
+
+def _axis_kw(axes: tuple[int, ...]) -> str:
+    return f"axis={axes[0]}" if len(axes) == 1 else f"axis={axes}"
+
+
+class Op(sp.Function):
+    """Base of symgrad's heads. Tensor args come first (`n_tensor` of them); static args follow."""
+    n_tensor = 1
+    elementwise = False
+    lazy = False  # structural VJPs get their cotangent at the node's full shape unless they opt in
+    differentiable = True
+    public: str | None = None
+    init_family: str | None = None
+    static: tuple = ()
+    check: Check | None = None
+    helper: str | None = None  # a module-level function the printed code calls
+    precedence = PRECEDENCE["Func"]
+
+    def _eval_is_real(self):
+        return True
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        return broadcast(*arg_shapes[: cls.n_tensor])
+
+
+class Elementwise(Op):
+    elementwise = True
+
+    def vjp(self, g, shape):
+        return tuple(g * self.fdiff(i + 1) for i in range(self.n_tensor))
+
+
+@register
+class sigmoid(Elementwise):
+    """σ(x) = 1/(1 + e^-x), computed without overflow; its derivative reuses the output."""
+    public, init_family = "sigmoid", "xavier"
+    helper = ("def _sigmoid(x):\n"
+              "    \"\"\"1 / (1 + exp(-x)) without overflow for large |x|.\"\"\"\n"
+              "    e = np.exp(-np.abs(x))\n"
+              "    return np.where(x >= 0, 1, e) / (1 + e)\n")
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(sigmoid(a) * a)",
+                  edges=((0.0, 0.25), (40.0, 0.0), (-800.0, 0.0)))
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def _numpycode(self, p):
+        p.helpers.add(type(self))
+        return f"_sigmoid({p._print(self.args[0])})"
+
+
+@register
+class softplus(Elementwise):
+    """log(1 + e^x) via logaddexp: finite for any x; derivative σ(x)."""
+    public, init_family = "softplus", "he"
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(softplus(a) * a)",
+                  edges=((0.0, 0.5), (-800.0, 0.0), (800.0, 1.0)))
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _numpycode(self, p):
+        return f"np.logaddexp(0, {p._print(self.args[0])})"
+
+
+@register
+class select(Elementwise):
+    """where(x > 0, a, b): the gradient router of the ReLU family (backward only)."""
+    n_tensor = 3
+    check = Check({"a": ((3, 2), (-2, 2)), "b": ((3, 2), (-2, 2)), "c": ((2,), (-2, 2))},
+                  "sum(apply(select, a, b * b, c) * b)")
+
+    def vjp(self, g, shape):
+        x = self.args[0]
+        return None, select(x, g, 0), select(x, 0, g)
+
+    def _numpycode(self, p):
+        x, a, b = (p._print(e) for e in self.args)
+        return f"np.where({x} > 0, {a}, {b})"
+
+
+@register
+class relu(Elementwise):
+    """max(x, 0); relu'(0) = 0 by convention."""
+    public, init_family = "relu", "he"
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(relu(a) * a)", edges=((0.0, 0.0), (1.0, 1.0)))
+
+    def fdiff(self, argindex=1):
+        return select(self.args[0], 1, 0)
+
+    def vjp(self, g, shape):
+        return (select(self.args[0], g, 0),)
+
+    def _numpycode(self, p):
+        return f"np.maximum({p._print(self.args[0])}, 0)"
+
+
+@register
+class leaky_relu(Elementwise):
+    """x for x > 0, alpha·x otherwise; the derivative at 0 is alpha."""
+    public, init_family, static = "leaky_relu", "he", (("alpha", 0.01),)
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(leaky_relu(a, alpha=0.1) * a)",
+                  edges=((0.0, 0.01), (2.0, 1.0)))
+
+    def fdiff(self, argindex=1):
+        return select(self.args[0], 1, self.args[1])
+
+    def vjp(self, g, shape):
+        return (select(self.args[0], g, self.args[1] * g),)
+
+    def _numpycode(self, p):
+        x, alpha = p._print(self.args[0]), p._print(self.args[1])
+        return f"np.where({x} > 0, {x}, {alpha} * {x})"
+
+
+@register
+class elu(Elementwise):
+    """x for x > 0, alpha·(e^x − 1) otherwise; its derivative there reuses the output: elu + alpha."""
+    public, init_family, static = "elu", "he", (("alpha", 1.0),)
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(elu(a) * a)",
+                  edges=((0.0, 1.0), (-800.0, 0.0)))
+
+    def fdiff(self, argindex=1):
+        return select(self.args[0], 1, self + self.args[1])
+
+    def vjp(self, g, shape):
+        return (select(self.args[0], g, g * (self + self.args[1])),)
+
+    def _numpycode(self, p):
+        x, alpha = p._print(self.args[0]), p._print(self.args[1])
+        return f"np.where({x} > 0, {x}, {alpha} * np.expm1(np.minimum({x}, 0)))"
+
+
+@register
+class absolute(Elementwise):
+    """|x| with |x|'(0) = 0 (sign, never DiracDelta or complex parts)."""
+    public = "abs"
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(abs(a) * a)", edges=((0.0, 0.0), (-1.0, -1.0)))
+
+    def fdiff(self, argindex=1):
+        return sp.sign(self.args[0])
+
+    def _numpycode(self, p):
+        return f"np.abs({p._print(self.args[0])})"
+
+
+@register
+class maximum(Elementwise):
+    """Elementwise max: the gradient goes to the larger input; a tie splits it evenly."""
+    public, n_tensor = "maximum", 2
+    check = Check({"a": ((3, 2), (-2, 2)), "b": ((2,), (-2, 2))}, "sum(maximum(a, b) * a)")
+
+    def fdiff(self, argindex=1):
+        s = sp.sign(self.args[0] - self.args[1])
+        return (1 + s) / 2 if argindex == 1 else (1 - s) / 2
+
+    def _numpycode(self, p):
+        return f"np.maximum({p._print(self.args[0])}, {p._print(self.args[1])})"
+
+
+@register
+class minimum(Elementwise):
+    """Elementwise min: the gradient goes to the smaller input; a tie splits it evenly."""
+    public, n_tensor = "minimum", 2
+    check = Check({"a": ((3, 2), (-2, 2)), "b": ((2,), (-2, 2))}, "sum(minimum(a, b) * a)")
+
+    def fdiff(self, argindex=1):
+        s = sp.sign(self.args[0] - self.args[1])
+        return (1 - s) / 2 if argindex == 1 else (1 + s) / 2
+
+    def _numpycode(self, p):
+        return f"np.minimum({p._print(self.args[0])}, {p._print(self.args[1])})"
+
+
+@register
+class equal(Elementwise):
+    """1 where a == b else 0, in the module's dtype: the mask that routes a max's gradient."""
+    n_tensor, differentiable = 2, False
+
+    def _numpycode(self, p):
+        return f"({p._print(self.args[0])} == {p._print(self.args[1])}).astype(DTYPE)"
+
+
+@register
+class stop_gradient(Elementwise):
+    """The identity whose gradient is zero (e.g. the max subtracted inside logsumexp)."""
+    public = "stop_gradient"
+
+    def vjp(self, g, shape):
+        return (None,)
+
+    def _numpycode(self, p):
+        return p._print(self.args[0])
+
+
+# ---- structural ops -----------------------------------------------------------------------------
+
+@register
+class matmul(Op):
+    """a @ b for matrices and vectors."""
+    n_tensor = 2
+    precedence = PRECEDENCE["Mul"]
+    check = Check({"a": ((3, 4), (-1, 1)), "b": ((4, 2), (-1, 1)), "v": ((4,), (-1, 1))},
+                  "sum(tanh(a @ b)) + sum(sigmoid(a @ v)) + sum(tanh(v @ b)) + v @ v")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        a, b = arg_shapes[:2]
+        if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
+            raise ShapeMismatch(f"@ takes vectors and matrices, got {fmt(a)} @ {fmt(b)}")
+        inner_a, inner_b = a[-1], b[0]
+        if inner_a != inner_b:
+            raise ShapeMismatch(f"inner dimensions differ: {fmt(a)} @ {fmt(b)} ({inner_a} != {inner_b})")
+        return a[:-1] + b[1:]
+
+    def vjp(self, g, shape):
+        a, b = self.args
+        ra, rb = len(shape(a)), len(shape(b))
+        if ra == 2 and rb == 2:
+            return matmul(g, transpose(b)), matmul(transpose(a), g)
+        if ra == 1 and rb == 2:
+            return matmul(b, g), outer(a, g)
+        if ra == 2 and rb == 1:
+            return outer(g, b), matmul(transpose(a), g)
+        return g * b, g * a
+
+    def _numpycode(self, p):
+        level = PRECEDENCE["Mul"]
+        return f"{_arg(p, self.args[0], level, False)} @ {_arg(p, self.args[1], level, False)}"
+
+
+@register
+class outer(Op):
+    """Outer product of two vectors (the VJP of a matrix-vector product)."""
+    n_tensor = 2
+    check = Check({"a": ((3,), (-1, 1)), "b": ((2,), (-1, 1))}, "sum(tanh(apply(outer, a, b)))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        a, b = arg_shapes[:2]
+        if len(a) != 1 or len(b) != 1:
+            raise ShapeMismatch(f"outer takes two vectors, got {fmt(a)} and {fmt(b)}")
+        return a + b
+
+    def vjp(self, g, shape):
+        a, b = self.args
+        return matmul(g, b), matmul(transpose(g), a)
+
+    def _numpycode(self, p):
+        return f"np.outer({p._print(self.args[0])}, {p._print(self.args[1])})"
+
+
+@register
+class transpose(Op):
+    """Reverse the axes (`.T`)."""
+    check = Check({"a": ((3, 2), (-1, 1)), "b": ((3, 4), (-1, 1))}, "sum(tanh(a.T @ b))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        return tuple(reversed(arg_shapes[0]))
+
+    def vjp(self, g, shape):
+        return (transpose(g),)
+
+    def _numpycode(self, p):
+        return f"{_arg(p, self.args[0])}.T"
+
+
+@register
+class reduce_sum(Op):
+    """Sum over `axes` (static), optionally keeping them as size-1 dims."""
+    check = Check({"a": ((3, 4), (-1, 1))},
+                  "sum(tanh(sum(a, axis=1))) + sum(sigmoid(sum(a, axis=0, keepdims=True)))"
+                  " + sum(a) * sum(a)")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        return reduce_shape(arg_shapes[0], _axes(node), bool(node.args[2]))
+
+    def vjp(self, g, shape):
+        axes, keep = _axes(self), bool(self.args[2])
+        if keep or len(axes) == len(shape(self.args[0])):
+            return (g,)  # broadcasts back lazily
+        return (expand_dims(g, axes_arg(axes)),)
+
+    def _numpycode(self, p):
+        x, axes, keep = _arg(p, self.args[0]), _axes(self), bool(self.args[2])
+        if axes == tuple(range(len(axes))) and not keep and len(axes) == p.rank(self.args[0]):
+            return f"{x}.sum()"
+        return f"{x}.sum({_axis_kw(axes)}{', keepdims=True' if keep else ''})"
+
+
+@register
+class reduce_max(Op):
+    """Max over `axes`; the gradient is routed to the maxima, split evenly among ties."""
+    check = Check({"a": ((3, 4), (-1, 1))},
+                  "sum(tanh(amax(a, axis=1))) + amax(a) + sum(amax(a, axis=0, keepdims=True) * a)")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        return reduce_shape(arg_shapes[0], _axes(node), bool(node.args[2]))
+
+    def vjp(self, g, shape):
+        x, axes, keep = self.args[0], _axes(self), bool(self.args[2])
+        m = self
+        if not keep and len(axes) < len(shape(x)):
+            m, g = expand_dims(self, axes_arg(axes)), expand_dims(g, axes_arg(axes))
+        mask = equal(x, m)
+        return (g * mask / reduce_sum(mask, axes_arg(axes), sp.Integer(1)),)
+
+    def _numpycode(self, p):
+        x, axes, keep = _arg(p, self.args[0]), _axes(self), bool(self.args[2])
+        if not keep and len(axes) == p.rank(self.args[0]):
+            return f"{x}.max()"
+        return f"{x}.max({_axis_kw(axes)}{', keepdims=True' if keep else ''})"
+
+
+@register
+class expand_dims(Op):
+    """Insert size-1 axes at `axes` (positions in the result)."""
+    check = Check({"a": ((3,), (-1, 1)), "b": ((3, 2), (-1, 1))},
+                  "sum(tanh(expand_dims(a, 1) * b))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        out = list(arg_shapes[0])
+        for a in _axes(node):
+            out.insert(a, 1)
+        return tuple(out)
+
+    lazy = True
+
+    def vjp(self, g, shape):
+        if len(shape(g)) == len(shape(self)):  # lazily broadcast or not: summing size-1 axes is exact
+            return (reduce_sum(g, self.args[1], sp.Integer(0)),)
+        if shape(g) == ():
+            return (g,)
+        return (squeeze(broadcast_to(g, sp.Tuple(*[dim_expr(d) for d in shape(self)])), self.args[1]),)
+
+    def _numpycode(self, p):
+        rank = p.rank(self)
+        index = ", ".join("None" if i in _axes(self) else ":" for i in range(rank))
+        return f"{_arg(p, self.args[0])}[{index}]"
+
+
+@register
+class squeeze(Op):
+    """Drop size-1 axes at `axes` (the VJP of expand_dims)."""
+    check = Check({"a": ((3, 1), (-1, 1))}, "sum(tanh(apply(squeeze, a, (1,))))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        shape, axes = arg_shapes[0], _axes(node)
+        if any(shape[a] != 1 for a in axes):
+            raise ShapeMismatch(f"squeeze: axes {axes} of {fmt(shape)} are not all of size 1")
+        return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+    lazy = True
+
+    def vjp(self, g, shape):
+        if shape(g) == ():  # a scalar cotangent broadcasts to the operand as it is
+            return (g,)
+        if shape(g) != shape(self):
+            g = broadcast_to(g, sp.Tuple(*[dim_expr(d) for d in shape(self)]))
+        return (expand_dims(g, self.args[1]),)
+
+    def _numpycode(self, p):
+        rank = p.rank(self.args[0])
+        index = ", ".join("0" if i in _axes(self) else ":" for i in range(rank))
+        return f"{_arg(p, self.args[0])}[{index}]"
+
+
+@register
+class broadcast_to(Op):
+    """Materialise a lazily broadcast value at a full shape (static Tuple of dims)."""
+    check = Check({"a": ((3, 1), (-1, 1))},
+                  "sum(tanh(apply(broadcast_to, a, (3, 4))) * apply(broadcast_to, a, (3, 4)))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        target = tuple(expr_dim(d) for d in node.args[1])
+        if broadcast(arg_shapes[0], target) != target:
+            raise ShapeMismatch(f"cannot broadcast {fmt(arg_shapes[0])} to {fmt(target)}")
+        return target
+
+    def vjp(self, g, shape):
+        return (unbroadcast(g, shape(g), shape(self.args[0])),)
+
+    def _numpycode(self, p):
+        dims = tuple(p._print(d) for d in self.args[1])
+        text = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        return f"np.broadcast_to({p._print(self.args[0])}, {text})"
+
+
+@register
+class reshape(Op):
+    """Same elements, new shape (static Tuple of dims)."""
+    check = Check({"a": ((3, 4), (-1, 1))}, "sum(tanh(reshape(a, (2, 6))) * reshape(a, (2, 6)))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        return tuple(expr_dim(d) for d in node.args[1])
+
+    def vjp(self, g, shape):
+        return (reshape(g, sp.Tuple(*[dim_expr(d) for d in shape(self.args[0])])),)
+
+    def _numpycode(self, p):
+        dims = ", ".join(p._print(d) for d in self.args[1])
+        return f"{_arg(p, self.args[0])}.reshape(({dims}{',' if len(self.args[1]) == 1 else ''}))"
+
+
+@register
+class pick(Op):
+    """z[i, labels[i]] for every row i: the logit of each sample's true class."""
+    n_tensor = 2
+    check = Check({"a": ((3, 4), (-1, 1))}, "sum(tanh(pick(a, y)))", labels={"y": ((3,), 4)})
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        z, labels = arg_shapes[:2]
+        if len(z) != 2 or z[:1] != labels:
+            raise ShapeMismatch(f"pick takes logits (N, C) and labels (N,), got {fmt(z)} and {fmt(labels)}")
+        return labels
+
+    lazy = True
+
+    def vjp(self, g, shape):
+        z, labels = self.args
+        onehot = one_hot(labels, dim_expr(shape(z)[1]))
+        if shape(g) == ():
+            return onehot * g, None
+        if shape(g) != shape(self):
+            g = broadcast_to(g, sp.Tuple(*[dim_expr(d) for d in shape(self)]))
+        return onehot * expand_dims(g, axes_arg((1,))), None
+
+    def _numpycode(self, p):
+        z, labels = _arg(p, self.args[0]), p._print(self.args[1])
+        return f"{z}[np.arange(len({labels})), {labels}]"
+
+
+@register
+class one_hot(Op):
+    """Rows of the identity selected by integer labels, in the module's dtype."""
+    differentiable = False
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        return tuple(arg_shapes[0]) + (expr_dim(node.args[1]),)
+
+    def _numpycode(self, p):
+        return f"np.eye({p._print(self.args[1])}, dtype=DTYPE)[{p._print(self.args[0])}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# The one place broadcasting is undone.
+
+def unbroadcast(g, g_shape, target):
+    """Sum `g` over the axes that broadcasting added or stretched, so it fits `target`.
+
+    Axes where `g` is still size 1 are left alone: the cotangent stays lazily broadcast until a
+    consumer needs its full shape.
+    """
+    lead = len(g_shape) - len(target)
+    if lead > 0:
+        g = reduce_sum(g, axes_arg(range(lead)), sp.Integer(0))
+        g_shape = g_shape[lead:]
+    offset = len(target) - len(g_shape)
+    stretched = [i for i, d in enumerate(g_shape) if d != 1 and target[offset + i] == 1]
+    if stretched:
+        g = reduce_sum(g, axes_arg(stretched), sp.Integer(1))
+    return g
+
+
+PUBLIC: dict[str, Rule] = {r.public: r for r in REGISTRY.values() if r.public}

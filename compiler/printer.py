@@ -1,0 +1,49 @@
+"""The NumPy printer: SymPy's, with `np.` names, symgrad's symbol names, and each Op printing itself.
+
+Ops carry a `_numpycode(printer)` method next to their other rules (see primitives.py); this class
+only adds what every expression needs: names, shapes, and plain forms of powers.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import precedence
+
+
+class Printer(NumPyPrinter):
+    printmethod = "_numpycode"
+
+    def __init__(self, names: dict, shapes):
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+        self.names = names
+        self.shapes = shapes
+        self.helpers: set = set()   # Op classes whose module-level helper the code calls
+
+    def rank(self, expr) -> int:
+        return len(self.shapes(expr))
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            fqn = "np." + fqn[len("numpy."):]
+        return super()._module_format(fqn, register=False)
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr, expr.name)
+
+    def _print_Pow(self, expr, rational=False):
+        base, e = expr.args
+        prec = precedence(expr)
+        if e == sp.S.Half:
+            return f"np.sqrt({self._print(base)})"
+        if e == -sp.S.Half:
+            return f"1/np.sqrt({self._print(base)})"
+        if e.is_Integer and e < 0:
+            inner = self.parenthesize(base, prec, strict=False) + ("" if e == -1 else f"**{-e}")
+            return f"1/{inner}"
+        return f"{self.parenthesize(base, prec, strict=False)}**{self.parenthesize(e, prec, strict=False)}"
+
+    def _print_sign(self, expr):
+        return f"np.sign({self._print(expr.args[0])})"
+
+    def _print_Float(self, expr):
+        return repr(float(expr))

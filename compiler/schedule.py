@@ -1,0 +1,63 @@
+"""Schedule: a deterministic statement order, and liveness so dead batch-sized arrays are released."""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .optimize import Program, Statement
+
+
+@dataclass(frozen=True)
+class Step:
+    statement: Statement
+    release: tuple[sp.Symbol, ...]   # values dead after this statement (emit `del`)
+
+
+@dataclass
+class Schedule:
+    program: Program
+    steps: list[Step]
+
+
+def schedule(program: Program, shapes, keep_alive=()) -> Schedule:
+    """Topological order (Kahn), ties broken by each statement's priority, then its position."""
+    stmts = program.statements
+    by_target = {s.target: i for i, s in enumerate(stmts)}
+    deps = [{by_target[x] for x in s.expr.free_symbols if x in by_target} for s in stmts]
+    users: list[list[int]] = [[] for _ in stmts]
+    for i, ds in enumerate(deps):
+        for d in ds:
+            users[d].append(i)
+    waiting = [len(ds) for ds in deps]
+    ready = [(s.priority, i) for i, s in enumerate(stmts) if not deps[i]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, (stmts[u].priority, u))
+    assert len(order) == len(stmts), "cycle in the statement graph"
+
+    returned = set()
+    for e in program.results():
+        returned |= e.free_symbols
+    returned |= set(keep_alive)
+    last_use: dict = {}
+    for pos, i in enumerate(order):
+        for sym in stmts[i].expr.free_symbols:
+            if sym in by_target:
+                last_use[sym] = pos
+    releases: dict[int, list] = {}
+    for sym, pos in last_use.items():
+        if sym not in returned and any(isinstance(d, str) for d in shapes(sym)):
+            releases.setdefault(pos, []).append(sym)
+    steps = []
+    for pos, i in enumerate(order):
+        dead = sorted(releases.get(pos, []), key=lambda s: by_target[s])
+        steps.append(Step(stmts[i], tuple(dead)))
+    return Schedule(program, steps)

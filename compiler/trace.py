@@ -1,0 +1,73 @@
+"""Run a model file under the tracer and hand back its Graph (the SymPy DAG with shapes and lines)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import traceback
+
+from .dsl import Recorder, Tensor, _ACTIVE
+from .errors import ModelError
+from .graph import Graph
+from .shapes import fmt
+
+
+def trace_file(path: str) -> Graph:
+    path = os.path.abspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except OSError as e:
+        raise ModelError(f"cannot read the model file: {e.strerror}", where=path,
+                         fix="check the path") from None
+    return trace_source(source, path)
+
+
+def trace_source(source: str, path: str) -> Graph:
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        raise ModelError(f"syntax error: {e.msg}", where=f"{path}:{e.lineno}",
+                         fix="fix the Python syntax of the model file") from None
+    rec = Recorder(path=path)
+    namespace = {"__name__": "__symgrad_model__", "__file__": path}
+    token = _ACTIVE.set(rec)
+    try:
+        exec(code, namespace)
+    except ModelError:
+        raise
+    except Exception as e:  # the user's own Python failed: point at their line, not ours
+        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__))
+                     if fr.filename == path), 0)
+        raise ModelError(f"{type(e).__name__}: {e}", where=f"{path}:{line}",
+                         fix="the model file raised this while being traced") from None
+    finally:
+        _ACTIVE.reset(token)
+
+    loss = namespace.get("loss")
+    if not isinstance(loss, Tensor):
+        raise ModelError("the model file defines no traced `loss`", where=path,
+                         fix="assign the scalar loss to a variable named `loss`, "
+                             "e.g. loss = softmax_cross_entropy(logits, y)")
+    if loss.shape != ():
+        line = rec.lines.get(loss.expr, 0)
+        raise ModelError(f"the loss must be a scalar, got shape {fmt(loss.shape)}",
+                         where=f"{path}:{line}", op="loss",
+                         fix="reduce it with mean(...) or sum(...)")
+    outputs = namespace.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                                for k, v in outputs.items()):
+        raise ModelError("`outputs` must be a dict of name -> traced tensor", where=path,
+                         fix='e.g. outputs = {"logits": logits}')
+    user_names: dict = {}
+    for name, value in sorted(namespace.items()):
+        if isinstance(value, Tensor) and not value.expr.is_Atom and not name.startswith("_"):
+            user_names.setdefault(value.expr, name)
+    rec.hints.update(user_names)  # the user's own names win over layer names
+    for name in rec.pending_init:  # linear layers with no activation after them: identity
+        weight = rec.leaves[rec.pending_init[name][0]]
+        if weight.init == "auto":
+            rec.leaves[weight.name] = type(weight)(**{**weight.__dict__, "init": "xavier_normal"})
+    return Graph(path=path, source=source, sha256=hashlib.sha256(source.encode()).hexdigest(),
+                 leaves=rec.leaves, loss=loss.expr,
+                 outputs={k: (v.expr, v.shape) for k, v in outputs.items()},
+                 shapes=rec.shapes, lines=rec.lines, hints=rec.hints)
