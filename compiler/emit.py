@@ -82,6 +82,8 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tu
     prologue += [f"{names[leaf.symbol]} = inputs[{leaf.name!r}]" for leaf in leaves if leaf.kind != "param"]
     prologue += [f"{names[leaf.symbol]} = params[{leaf.name!r}]" for leaf in leaves if leaf.kind == "param"]
 
+    grad_of = {g: leaf for leaf in graph.params
+               for g in [program.grads.get(leaf.name)] if g is not None and g.is_Symbol}
     body: list[str] = []
     section = None
     last_grad_line = None
@@ -99,15 +101,19 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tu
         comment = fmt(shapes(st.target))
         if kind == "forward" and st.line:
             comment += f"  {_line_ref(graph, st.line)}"
-        body.append(f"{names[st.target]} = {printer.doprint(st.expr)}  # {comment}")
+        if st.target in grad_of:  # returned: exactly the parameter's shape and dtype, never an alias
+            leaf = grad_of[st.target]
+            text = _materialize(printer, st.expr, leaf.shape, dtype, graph)
+            comment = fmt(leaf.shape)
+        else:
+            text = printer.doprint(st.expr)
+        body.append(f"{names[st.target]} = {text}  # {comment}")
         if step.release:
             body.append("del " + ", ".join(names[s] for s in step.release))
 
-    ret_parts = []
     if program.name == "forward":
-        items = [f"{k!r}: {_materialize(printer, e, shape, dtype, graph)}"
-                 for k, (e, shape) in zip(program.outputs, ((program.outputs[k], graph.outputs[k][1])
-                                                             for k in program.outputs))]
+        items = [f"{k!r}: {_materialize(printer, e, graph.outputs[k][1], dtype, graph)}"
+                 for k, e in program.outputs.items()]
         ret = "{" + ", ".join(items) + "}"
     else:
         loss_text = _materialize(printer, program.loss, (), dtype, graph)
@@ -115,13 +121,10 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tu
             ret = loss_text
         else:
             body.append("")
+            ret_parts = []
             for leaf in graph.params:
                 g = program.grads[leaf.name]
-                text = _materialize(printer, g, leaf.shape, dtype, graph)
-                if text != names.get(g):
-                    target = namer.fresh(naming.adjoint(names[leaf.symbol]))
-                    body.append(f"{target} = {text}  # {fmt(leaf.shape)}")
-                    text = target
+                text = names[g] if g in grad_of else _materialize(printer, g, leaf.shape, dtype, graph)
                 ret_parts.append(f"        {leaf.name!r}: {text},")
             ret = loss_text + ", {\n" + "\n".join(ret_parts) + "\n    }"
     doc = _doc(program.name, graph, inputs, dtype)
@@ -137,13 +140,12 @@ def _is_backward(st, sched) -> bool:
 def _materialize(printer: Printer, expr: sp.Expr, shape: Shape, dtype: str, graph: Graph) -> str:
     """Print a returned value with exactly its declared shape and dtype, never aliasing a leaf."""
     text = printer.doprint(expr)
-    leaf_symbols = {leaf.symbol for leaf in graph.leaves.values()}
     if not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer}):
         return f"np.full({_shape_literal(shape)}, {text}, dtype=DTYPE)"
     if graph.shapes(expr) != tuple(shape):
         dims = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
         return f"np.broadcast_to({text}, {dims}).astype(DTYPE)"
-    if expr in leaf_symbols:
+    if expr in {leaf.symbol for leaf in graph.leaves.values()}:
         return f"{text}.copy()"
     return text
 

@@ -196,12 +196,14 @@ def share_subexpressions(program: Program, shapes) -> Program:
     symbols = sp.numbered_symbols(f"_{program.name}_cse", real=True)
     replacements, reduced = sp.cse(exprs, symbols=symbols, order="canonical")
 
-    # static arguments (axes, shapes) are not values: put any extracted tuple back in place
+    # Put back what is not worth a name: static arguments (axes, shapes), constants such as 1/B,
+    # and bare reciprocals (dividing by x rounds exactly like the loss function, x**-1 * a does not)
     inline: dict = {}
     kept = []
     for sym, expr in replacements:
         expr = substitute(expr, inline, {}) if inline else expr
-        if isinstance(expr, sp.Tuple) or expr.is_Atom:
+        if (isinstance(expr, sp.Tuple) or expr.is_Atom or all(x.is_integer for x in expr.free_symbols)
+                or isinstance(expr, sp.Pow) and expr.exp == -1):
             inline[sym] = expr
         else:
             kept.append((sym, expr))

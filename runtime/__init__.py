@@ -1,0 +1,8 @@
+"""symgrad's runtime: load a generated module and train with it. It never imports the compiler's
+stages; the generated module is the interface (model files are compiled through the public API)."""
+from .gradcheck import GradCheck, check_gradients, random_inputs
+from .load import StaleModuleError, load
+from .model import Model, init_array
+
+__all__ = ["load", "Model", "StaleModuleError", "check_gradients", "random_inputs", "GradCheck",
+           "init_array"]

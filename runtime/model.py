@@ -1,0 +1,77 @@
+"""A loaded generated module, with parameter init as taught: zero biases, He/Xavier weights."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+
+def fans(shape: tuple) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight stored as (n_in, ..., n_out), as `x @ W` uses it."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], 1
+    return math.prod(shape[:-1]), shape[-1]
+
+
+def init_array(rule: str, shape: tuple, dtype, rng: np.random.Generator) -> np.ndarray:
+    """One parameter's initial value from its rule (the generated module's PARAMS entry)."""
+    fan_in, fan_out = fans(shape)
+    if rule in ("zeros", "ones"):
+        return (np.zeros if rule == "zeros" else np.ones)(shape, dtype=dtype)
+    if m := re.fullmatch(r"constant\((.+)\)", rule):
+        return np.full(shape, float(m.group(1)), dtype=dtype)
+    if m := re.fullmatch(r"normal\((.+)\)", rule):
+        std = float(m.group(1))
+    elif rule == "he_normal":
+        std = math.sqrt(2.0 / fan_in)
+    elif rule in ("xavier_normal", "auto"):
+        std = math.sqrt(2.0 / (fan_in + fan_out))
+    else:
+        raise ValueError(f"unknown init rule {rule!r}")
+    return (rng.standard_normal(shape) * std).astype(dtype)
+
+
+@dataclass
+class Model:
+    """What the runtime needs from a generated module, and nothing from the compiler."""
+    module: ModuleType
+
+    @property
+    def params_spec(self) -> dict:
+        return self.module.PARAMS
+
+    @property
+    def inputs_spec(self) -> dict:
+        return self.module.INPUTS
+
+    @property
+    def dtype(self):
+        return self.module.DTYPE
+
+    @property
+    def sha256(self) -> str:
+        return self.module.MODEL_SHA256
+
+    @property
+    def label_classes(self) -> dict:
+        return self.module.LABEL_CLASSES
+
+    def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Biases 0, weights N(0, σ) with σ from fan-in (He) or fan-in + fan-out (Xavier); seeded."""
+        rng = np.random.default_rng(seed)
+        return {name: init_array(rule, shape, self.dtype, rng)
+                for name, (shape, _, rule) in self.params_spec.items()}
+
+    def forward(self, params, **inputs):
+        return self.module.forward(params, **inputs)
+
+    def loss(self, params, **inputs):
+        return self.module.loss(params, **inputs)
+
+    def loss_and_grad(self, params, **inputs):
+        return self.module.loss_and_grad(params, **inputs)
