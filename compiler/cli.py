@@ -13,6 +13,9 @@ import warnings
 from . import DTYPES, ModelError, compile_model
 
 
+USER_ERRORS = ("InputError", "StaleModuleError", "CheckpointError", "DataError", "NonFiniteError")
+
+
 def _default_out(model: str) -> str:
     return os.path.join("build", os.path.splitext(os.path.basename(model))[0] + ".py")
 
@@ -61,6 +64,88 @@ def cmd_check(args) -> int:
     return 0 if ok else 1
 
 
+def _load_model(args):
+    import runtime
+    return runtime.load(args.model, dtype=getattr(args, "dtype", "float64"))
+
+
+def cmd_train(args) -> int:
+    from runtime.data import load_dataset
+    from runtime.train import TrainConfig, train
+
+    model = _load_model(args)
+    data = load_dataset(args.data, seed=args.seed, label_column=args.label_column)
+    out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.model))[0])
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                         lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                         schedule=args.schedule, step_size=args.step_size, gamma=args.gamma,
+                         seed=args.seed, out=out, resume=args.resume, progress=not args.quiet)
+    print(f"training {args.model} on {data.describe()}; {config.optimizer} lr={config.lr} "
+          f"batch={config.batch_size} epochs={config.epochs} seed={config.seed}")
+    result = train(model, data, config)
+    final = result.final
+    parts = [f"{k}={final[k]:.4f}" for k in ("train_loss", "test_loss", "train_acc", "test_acc") if k in final]
+    print(f"epoch {final.get('epoch', 0)}/{config.epochs}: " + " ".join(parts)
+          + f"  ({result.seconds:.1f} s training)")
+    print(f"wrote {out}/checkpoint.npz, {out}/metrics.jsonl, {out}/curves.png")
+    if "test_acc" in final:
+        print(f"test_acc {final['test_acc']:.4f}")
+    return 130 if result.stopped == "interrupted" else 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from runtime import checkpoint as ckpt
+    from runtime.data import load_dataset
+    from runtime.train import bind, evaluate
+
+    model = _load_model(args)
+    state = ckpt.load(args.checkpoint, model)
+    data = load_dataset(args.data, seed=state.meta.get("config", {}).get("seed", 0),
+                        label_column=args.label_column)
+    binding = bind(model, data)
+    result = evaluate(model, state.params, data.x_test.astype(model.dtype), data.y_test, binding)
+    print(f"{data.name} test split: {len(data.y_test)} samples, loss {result['loss']:.4f}")
+    if "acc" in result:
+        print(f"accuracy {result['acc']:.4f}")
+        k = max(data.classes, int(result["pred"].max()) + 1)
+        confusion = np.zeros((k, k), dtype=np.int64)
+        np.add.at(confusion, (data.y_test, result["pred"]), 1)
+        print("confusion matrix (rows: true class, columns: predicted)")
+        print("      " + "".join(f"{j:>6}" for j in range(k)))
+        for i in range(k):
+            print(f"{i:>6}" + "".join(f"{confusion[i, j]:>6}" for j in range(k)))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from runtime import checkpoint as ckpt
+
+    model = _load_model(args)
+    state = ckpt.load(args.checkpoint, model)
+    with np.load(args.input, allow_pickle=False) as f:
+        arrays = dict(f)
+    floats = [n for n, (_, dtype) in model.inputs_spec.items() if dtype != "int64"]
+    missing = [n for n in floats if n not in arrays]
+    if missing:
+        print(f"error: {args.input} has no array named {missing[0]!r} (it holds {sorted(arrays)})",
+              file=sys.stderr)
+        return 2
+    inputs = {n: arrays[n].astype(model.dtype) for n in floats}
+    outputs = model.forward(state.params, **inputs)
+    saved = dict(outputs)
+    for name, value in outputs.items():
+        if value.ndim == 2:
+            saved[f"{name}_argmax"] = np.argmax(value, axis=1)
+    out = args.output or os.path.splitext(args.input)[0] + ".pred.npz"
+    np.savez(out, **saved)
+    print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in saved.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symgrad", description="Compile a model file to readable NumPy forward and backward code.")
@@ -82,6 +167,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check a random sample of this many elements per parameter")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_check)
+
+    from runtime.optim import OPTIMIZERS
+    from runtime.schedules import SCHEDULES
+    p = sub.add_parser("train", help="train a model file on a data set")
+    p.add_argument("model")
+    p.add_argument("--data", default="digits",
+                   help="digits, mnist1d, mnist5k, or a .npz (x, y[, x_test, y_test]) / .csv file")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant")
+    p.add_argument("--step-size", type=int, default=30, help="epochs between decays (step schedule)")
+    p.add_argument("--gamma", type=float, default=0.1, help="decay factor (step schedule)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.add_argument("--out", help="output folder (default runs/<model name>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--label-column", type=int, default=-1, help="label column of a .csv (default last)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint on a test split")
+    p.add_argument("model")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default="digits")
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.add_argument("--label-column", type=int, default=-1)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="run forward on the arrays of an .npz and save the outputs")
+    p.add_argument("model")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", required=True, help=".npz holding the model's float inputs by name")
+    p.add_argument("-o", "--output", help="where to write (default INPUT.pred.npz)")
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -96,9 +220,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (ValueError, RuntimeError) as e:
-        if type(e).__name__ in ("InputError", "StaleModuleError"):
+        if type(e).__name__ in USER_ERRORS:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            return 2 if type(e).__name__ != "NonFiniteError" else 3
         raise
 
 

@@ -1,0 +1,215 @@
+"""The training loop: seeded minibatches, an optimizer, evaluation each epoch, metrics, checkpoints.
+
+Resuming is exact: a checkpoint records the RNG state at the start of the current epoch and how many
+batches of it are done, so the shuffled order is regenerated and training continues bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .data import Dataset, DataError
+from .model import Model
+from .optim import make as make_optimizer
+from .schedules import Schedule
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or a gradient became NaN or infinite; training stopped before using it."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    step_size: int = 30
+    gamma: float = 0.1
+    seed: int = 0
+    out: str = "runs/model"
+    resume: bool = False
+    progress: bool = True
+    plot: bool = True
+
+
+@dataclass
+class TrainResult:
+    params: dict
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    checkpoint: str = ""
+    stopped: str = "finished"   # finished | interrupted
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Which model input takes the features, which the labels, and which output is the logits."""
+    x: str
+    y: str
+    logits: str | None
+
+
+def bind(model: Model, data: Dataset) -> Binding:
+    floats = [n for n, (shape, dtype) in model.inputs_spec.items() if dtype != "int64"]
+    labels = [n for n, (shape, dtype) in model.inputs_spec.items() if dtype == "int64"]
+    if len(floats) != 1 or len(labels) != 1:
+        raise DataError(f"training on a data set needs a model with one float Input and one Labels; "
+                        f"this one has inputs {sorted(model.inputs_spec)}")
+    x, y = floats[0], labels[0]
+    shape = model.inputs_spec[x][0]
+    if tuple(shape[1:]) != tuple(data.x_train.shape[1:]):
+        raise DataError(f"the data set {data.name} has samples of shape {data.x_train.shape[1:]}, but the "
+                        f"model's input {x!r} is {tuple(shape)}; change the model's input size")
+    classes = model.label_classes[y]
+    if data.classes > classes:
+        raise DataError(f"the data set {data.name} has {data.classes} classes, but the model's labels "
+                        f"{y!r} declare {classes}")
+    outputs = getattr(model.module, "OUTPUTS", {})
+    logits = next((n for n, s in outputs.items() if len(s) == 2 and s[1] == classes), None)
+    return Binding(x, y, logits)
+
+
+def evaluate(model: Model, params: dict, x: np.ndarray, y: np.ndarray, binding: Binding,
+             batch: int = 1024) -> dict:
+    """Mean loss and accuracy over a whole split, in chunks; predictions when logits exist."""
+    total, correct, preds = 0.0, 0, []
+    for start in range(0, len(x), batch):
+        xb, yb = x[start:start + batch], y[start:start + batch]
+        inputs = {binding.x: xb, binding.y: yb}
+        total += float(model.loss(params, **inputs)) * len(xb)
+        if binding.logits:
+            p = np.argmax(model.forward(params, **inputs)[binding.logits], axis=1)
+            correct += int(np.sum(p == yb))
+            preds.append(p)
+    out = {"loss": total / len(x)}
+    if binding.logits:
+        out["acc"] = correct / len(x)
+        out["pred"] = np.concatenate(preds)
+    return out
+
+
+def _check_finite(loss, grads, step, epoch, batch, path):
+    where = f"step {step} (epoch {epoch + 1}, batch {batch + 1})"
+    keep = f"the last good checkpoint ({path}) is untouched" if os.path.exists(path) else \
+        "no checkpoint was written yet"
+    if not np.isfinite(loss):
+        raise NonFiniteError(f"{where}: the loss is {float(loss)}; {keep}. Lower the learning rate, "
+                             "or look for log/sqrt/division of values that reach 0")
+    for name, g in grads.items():
+        if not np.isfinite(np.sum(g)) and not np.all(np.isfinite(g)):
+            raise NonFiniteError(f"{where}: the gradient of parameter {name!r} is not finite; {keep}. "
+                                 "Lower the learning rate or clip the inputs")
+
+
+def train(model: Model, data: Dataset, config: TrainConfig, log=print) -> TrainResult:
+    binding = bind(model, data)
+    dtype = model.dtype
+    x_train, y_train = data.x_train.astype(dtype), data.y_train
+    x_test, y_test = data.x_test.astype(dtype), data.y_test
+    n = len(x_train)
+    steps_per_epoch = -(-n // config.batch_size)
+    optimizer = make_optimizer(config.optimizer, momentum_=config.momentum,
+                               weight_decay=config.weight_decay)
+    schedule = Schedule(config.schedule, config.lr, config.step_size, config.gamma,
+                        total_steps=config.epochs * steps_per_epoch)
+    os.makedirs(config.out, exist_ok=True)
+    ckpt_path = os.path.join(config.out, "checkpoint.npz")
+    metrics_path = os.path.join(config.out, "metrics.jsonl")
+
+    rng = np.random.default_rng(config.seed)
+    if config.resume:
+        state = ckpt.load(ckpt_path, model)
+        params, opt_state, meta = state.params, state.opt_state, state.meta
+        epoch, batch_done, step = meta["epoch"], meta["batch"], meta["step"]
+        rng.bit_generator.state = meta["rng_state"]
+        history = meta.get("history", [])
+        log(f"resumed from {ckpt_path}: epoch {epoch} + {batch_done} batches, step {step}")
+    else:
+        params = model.init_params(config.seed)
+        opt_state = optimizer.init(params)
+        epoch, batch_done, step, history = 0, 0, 0, []
+        open(metrics_path, "w").close()
+
+    def meta(epoch_start_state, epoch_, batch_):
+        return {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
+                "dtype": np.dtype(dtype).name, "epoch": epoch_, "batch": batch_, "step": step,
+                "rng_state": epoch_start_state, "config": asdict(config), "data": data.name,
+                "optimizer": {"name": optimizer.name, **optimizer.hyper}, "history": history}
+
+    bar = _progress(total=config.epochs * steps_per_epoch, initial=step, enabled=config.progress)
+    started = time.perf_counter()
+    result = TrainResult(params, history, checkpoint=ckpt_path)
+    epoch_state = rng.bit_generator.state
+    try:
+        while epoch < config.epochs:
+            epoch_state = rng.bit_generator.state
+            order = rng.permutation(n)
+            losses = []
+            for b in range(batch_done, steps_per_epoch):
+                idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+                loss, grads = model.loss_and_grad(params, **{binding.x: x_train[idx],
+                                                             binding.y: y_train[idx]})
+                _check_finite(loss, grads, step, epoch, b, ckpt_path)
+                new_params, new_state = optimizer.update(params, grads, opt_state,
+                                                         schedule(step, steps_per_epoch))
+                params, opt_state, step = new_params, new_state, step + 1  # one atomic hand-over
+                batch_done = b + 1
+                losses.append(float(loss))
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4f}", refresh=False)
+            epoch, batch_done = epoch + 1, 0
+            record = _epoch_record(model, params, binding, x_train, y_train, x_test, y_test,
+                                   epoch, step, losses, schedule(step - 1, steps_per_epoch), started)
+            history.append(record)
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.4f}",
+                            test_acc=f"{record.get('test_acc', float('nan')):.4f}")
+            ckpt.save(ckpt_path, params, opt_state, meta(rng.bit_generator.state, epoch, 0))
+    except KeyboardInterrupt:
+        ckpt.save(ckpt_path, params, opt_state, meta(epoch_state, epoch, batch_done))
+        result.stopped = "interrupted"
+        log(f"\ninterrupted: saved {ckpt_path} at epoch {epoch} + {batch_done} batches; "
+            "continue with --resume")
+    finally:
+        bar.close()
+    result.params, result.history = params, history
+    result.seconds = time.perf_counter() - started
+    if config.plot and history:
+        from .plot import plot_history
+        plot_history(history, os.path.join(config.out, "curves.png"), title=data.name)
+    return result
+
+
+def _epoch_record(model, params, binding, x_train, y_train, x_test, y_test, epoch, step, losses,
+                  lr, started) -> dict:
+    train_eval = evaluate(model, params, x_train, y_train, binding)
+    test_eval = evaluate(model, params, x_test, y_test, binding)
+    record = {"epoch": epoch, "step": step, "lr": lr,
+              "batch_loss": float(np.mean(losses)) if losses else float("nan"),
+              "train_loss": train_eval["loss"], "test_loss": test_eval["loss"],
+              "seconds": round(time.perf_counter() - started, 4)}
+    if "acc" in test_eval:
+        record["train_acc"], record["test_acc"] = train_eval["acc"], test_eval["acc"]
+    return record
+
+
+def _progress(total, initial, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False,
+                disable=None if enabled else True, file=sys.stderr)
