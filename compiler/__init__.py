@@ -72,6 +72,20 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     return Compiled(text, graph, grads, schedules, timings)
 
 
+def fingerprint() -> str:
+    """A hash of the compiler's own sources: caches of generated code are keyed by it, so any change
+    to the compiler (even without a version bump) recompiles."""
+    import hashlib
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256(__version__.encode())
+    for folder, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if name.endswith((".py", ".j2")):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + f.read())
+    return digest.hexdigest()[:12]
+
+
 def compile_file(path: str, dtype: str = "float64") -> str:
     """Compile a model file to the source of a standalone NumPy module."""
     return compile_model(path, dtype).source

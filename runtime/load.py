@@ -62,7 +62,8 @@ def compile_cached(model_path: str, dtype: str = "float64") -> Path:
     with open(model_path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     stem = Path(model_path).stem
-    target = cache_dir() / f"{stem}-{digest[:16]}-{compiler.__version__}-{dtype}.py"
+    key = f"{digest[:16]}-{compiler.__version__}-{compiler.fingerprint()}-{dtype}"
+    target = cache_dir() / f"{stem}-{key}.py"
     if not target.exists():
         source = compiler.compile_file(model_path, dtype=dtype)
         target.parent.mkdir(parents=True, exist_ok=True)
