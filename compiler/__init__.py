@@ -35,7 +35,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
                   display_path: str | None = None) -> Compiled:
     """Run every stage on one model file; the chain of stages reads top to bottom."""
     from .ad import backward
-    from .canonical import expose_named_values
+    from .canonical import canonicalize
     from .emit import render_module
     from .optimize import build_program
     from .schedule import schedule
@@ -46,7 +46,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     timings = {}
     t = time.perf_counter()
     graph = trace_source(source, os.path.abspath(path)) if source is not None else trace_file(path)
-    graph = expose_named_values(graph)
+    graph = canonicalize(graph)
     timings["trace"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -108,7 +108,8 @@ def backward(graph: Graph) -> Backward:
         for arg, ct in zip(rule.tensor_args(node), cts):
             if ct is None or arg not in needs_grad or ct == 0:
                 continue
-            cotangents.setdefault(arg, []).append(unbroadcast(ct, shapes(ct), shapes(arg)))
+            logical = shapes(node) if rule.elementwise else shapes(arg)
+            cotangents.setdefault(arg, []).append(unbroadcast(ct, shapes(ct), shapes(arg), logical))
 
     for leaf in graph.params:
         if leaf.name not in grads:

@@ -1,4 +1,13 @@
-"""Canonicalize the traced graph before reverse mode: make named values visible as nodes again.
+"""Canonicalize the traced graph before reverse mode: stable rewrites, guarded `where` branches, and
+named values made visible as nodes again.
+
+Stable rewrites: log(sigmoid(x)) = -softplus(-x), log(1 - sigmoid(x)) = -softplus(x),
+log(1 + exp(x)) = softplus(x), log(exp(a)·r) = a + log(r), log(1/r) = -log(r) (so
+log(softmax(z)) becomes z - max - log Σ exp(z - max)). Each rewrite that fires is noted with its line.
+
+Guarded where: in where(c, a, b) every argument u of a singular op (log, sqrt, division, fractional
+power) inside `a` is replaced by where(c, u, 1), and inside `b` by where(c, 1, u), so the branch
+that is not selected computes finite values and its zero cotangent cannot become 0·inf = NaN.
 
 SymPy flattens sums and products, so `z - m` with `z = x @ W + b` becomes one Add(b, x@W, -m) and the
 node `z` has fewer consumers than the model file says. Regrouping such sums around the named value
@@ -11,6 +20,92 @@ import sympy as sp
 
 from .graph import Graph
 from .optimize import forward_nodes
+from .primitives import select, sigmoid, softplus
+
+
+def canonicalize(graph: Graph) -> Graph:
+    rebuild(graph, _stable_rewrite)
+    rebuild(graph, _guard_where)
+    return expose_named_values(graph)
+
+
+def rebuild(graph: Graph, rule) -> None:
+    """Rebuild the DAG bottom-up, applying `rule(node, graph)` to each node with rebuilt operands.
+    Lines and names follow the nodes they belonged to."""
+    roots = [graph.loss] + [e for e, _ in graph.outputs.values()]
+    new: dict = {}
+    for node in forward_nodes(roots):
+        args = tuple(new.get(a, a) for a in node.args)
+        fresh = node if args == node.args else node.func(*args)
+        fresh = rule(fresh, graph, graph.lines.get(node, 0)) or fresh
+        new[node] = fresh
+        if fresh is not node:
+            if node in graph.lines:
+                graph.lines.setdefault(fresh, graph.lines[node])
+            if node in graph.hints and fresh not in graph.hints:
+                graph.hints[fresh] = graph.hints[node]
+    graph.loss = new.get(graph.loss, graph.loss)
+    graph.outputs = {k: (new.get(e, e), s) for k, (e, s) in graph.outputs.items()}
+
+
+def _stable_rewrite(node, graph: Graph, line: int):
+    if not isinstance(node, sp.log):
+        return None
+    (u,) = node.args
+    out, note = None, None
+    if isinstance(u, sigmoid):
+        out, note = -softplus(-u.args[0]), "log(sigmoid(x)) = -softplus(-x)"
+    elif isinstance(u, sp.Add) and len(u.args) == 2 and sp.S.One in u.args:
+        other = u.args[0] if u.args[1] == 1 else u.args[1]
+        if isinstance(other, sp.exp):
+            out, note = softplus(other.args[0]), "log(1 + exp(x)) = softplus(x)"
+        elif isinstance(-other, sigmoid):
+            out, note = -softplus((-other).args[0]), "log(1 - sigmoid(x)) = -softplus(x)"
+    elif isinstance(u, sp.Mul) and any(isinstance(f, sp.exp) for f in u.args):
+        exps = [f for f in u.args if isinstance(f, sp.exp)]
+        rest = sp.Mul(*[f for f in u.args if not isinstance(f, sp.exp)])
+        out = sp.Add(*[f.args[0] for f in exps]) + (sp.log(rest) if rest != 1 else 0)
+        note = "log(exp(a)·r) = a + log(r): log(softmax(z)) = z - logsumexp(z)"
+    elif isinstance(u, sp.Pow) and u.exp == -1:
+        out, note = -sp.log(u.base), "log(1/r) = -log(r)"
+    if out is None:
+        return None
+    out = _stable_rewrite(out, graph, line) if isinstance(out, sp.log) else out
+    graph.notes.append((line, note))
+    for sub in sp.preorder_traversal(out):  # nested logs made by the rewrite get the same care
+        if isinstance(sub, sp.log) and sub is not out:
+            again = _stable_rewrite(sub, graph, line)
+            if again is not None:
+                out = out.xreplace({sub: again})
+    return out
+
+
+def _singular(node) -> bool:
+    return isinstance(node, sp.log) or (isinstance(node, sp.Pow) and not (
+        node.exp.is_Integer and node.exp >= 0))
+
+
+def _guard_where(node, graph: Graph, line: int):
+    if not isinstance(node, select) or len(node.args) < 4:
+        return None  # only the user's where(); the ReLU family's routers have no singular branch
+    c, a, b, flag = node.args
+    ga = _guard_branch(a, lambda u: select(c, u, 1, flag))
+    gb = _guard_branch(b, lambda u: select(c, 1, u, flag))
+    if ga is a and gb is b:
+        return None
+    graph.notes.append((line, "where(): singular ops in the unselected branch are guarded"))
+    return select(c, ga, gb, flag)
+
+
+def _guard_branch(expr, guard):
+    new: dict = {}
+    for node in forward_nodes([expr]):
+        args = tuple(new.get(x, x) for x in node.args)
+        if _singular(node):
+            base = args[0]
+            args = (guard(base),) + args[1:]
+        new[node] = node if args == node.args else node.func(*args)
+    return new.get(expr, expr)
 
 
 def expose_named_values(graph: Graph) -> Graph:

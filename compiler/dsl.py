@@ -26,7 +26,7 @@ from .graph import Leaf, ShapeTable
 from .shapes import (Shape, ShapeMismatch, broadcast, dim_expr, fmt, is_outer_broadcast,
                      normalize_axes, size)
 
-__all__ = ["Input", "Labels", "Param", "Tensor", "linear", "mlp", "sum", "mean", "amax",
+__all__ = ["Input", "Labels", "Param", "Tensor", "where", "linear", "mlp", "sum", "mean", "amax",
            "logsumexp", "softmax", "log_softmax", "softmax_cross_entropy", "mse", "sqrt",
            "expand_dims", "reshape", "pick", "one_hot", "apply", "batch"]
 
@@ -129,10 +129,29 @@ class Tensor:
     __complex__ = __float__
 
     def __eq__(self, other):
-        self._refuse("==", "comparisons have no gradient; use maximum/minimum or relu")
+        self._refuse("==", "equality has no gradient; compare with <, >, <=, >= inside where(), "
+                     "or use maximum/minimum")
 
-    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    __ne__ = __eq__
     __hash__ = object.__hash__
+
+    # comparisons make a Condition, usable only as the first argument of where()
+    def __gt__(self, other): return Condition.of(self, other, inclusive=False)
+    def __ge__(self, other): return Condition.of(self, other, inclusive=True)
+    def __lt__(self, other): return Condition.of(other, self, inclusive=False)
+    def __le__(self, other): return Condition.of(other, self, inclusive=True)
+
+    def __abs__(self):
+        return globals()["abs"](self)
+
+    def _unsupported(self, *args):
+        self._refuse("this operator (%, //, <<, indexing, ...)",
+                     "symgrad traces + - * / ** @ .T and the functions of compiler.dsl; "
+                     "write the computation with those")
+
+    __mod__ = __rmod__ = __floordiv__ = __rfloordiv__ = __divmod__ = _unsupported
+    __lshift__ = __rshift__ = __and__ = __or__ = __xor__ = __invert__ = _unsupported
+    __getitem__ = __setitem__ = __round__ = __trunc__ = __floor__ = __ceil__ = _unsupported
 
     def __iter__(self):
         self._refuse("iteration", "use sum/mean over an axis, or index-free tensor ops")
@@ -151,6 +170,31 @@ class Tensor:
     def __array_function__(self, func, types, args, kwargs):
         self._refuse(f"np.{func.__name__}", f"use symgrad's {func.__name__} from compiler.dsl "
                      "(NumPy cannot see inside a traced value)")
+
+
+class Condition:
+    """`a > b` (or >=) on traced values: only `where(cond, x, y)` can use it."""
+    __slots__ = ("diff", "inclusive", "shape")
+
+    def __init__(self, diff: Tensor, inclusive: bool):
+        self.diff, self.inclusive, self.shape = diff, inclusive, diff.shape
+
+    @staticmethod
+    def of(a, b, inclusive: bool) -> "Condition":
+        return Condition(_lift(a, "comparison") - _lift(b, "comparison"), inclusive)
+
+    def __bool__(self):
+        raise error("Python if/while/and/or/not on a traced comparison", op="comparison",
+                    fix="a model is one fixed expression: use where(a > b, x, y) to choose values")
+
+
+def where(cond: Condition, a, b) -> Tensor:
+    """a where cond holds, else b, elementwise. The unselected branch gets no gradient, and its
+    singular points (log, sqrt, division at 0) are guarded so they cannot turn it into NaN."""
+    if not isinstance(cond, Condition):
+        raise error("the first argument must be a comparison such as x > 0", op="where",
+                    fix="write where(x > 0, a, b); a tensor is not a condition by itself")
+    return apply(P.select, cond.diff, a, b, int(cond.inclusive), op="where")
 
 
 def _lift(value, op: str) -> Tensor:
@@ -319,11 +363,16 @@ def Labels(name: str, shape, classes: int) -> Tensor:
     return Tensor(leaf.symbol, leaf.shape, dtype="int")
 
 
-def Param(name: str, shape=(), init="auto") -> Tensor:
+def Param(name: str, shape=(), init="auto", dtype: str = "float") -> Tensor:
     """A trainable float parameter. init: a number, 'zeros', 'ones', 'he_normal',
     'xavier_normal', 'normal(std)', 'constant(v)' or 'auto' (set by the activation that follows)."""
+    if dtype not in ("float", "float32", "float64"):
+        raise error(f"parameter {name!r} has dtype {dtype!r}; parameters are trainable floats", op="Param",
+                    fix="integers and booleans have no gradient: make it an Input or a Python "
+                        "constant, or drop dtype (the module's float type is set at compile time)")
     if isinstance(init, bool):
-        raise error("init must be a number or a rule name", op="Param")
+        raise error(f"init of {name!r} is a boolean; parameters are trainable floats", op="Param",
+                    fix="use a number such as 1.0 or a rule name such as 'zeros'")
     if isinstance(init, (int, float)):
         init = f"constant({float(init)!r})"
     if not isinstance(init, str) or not INIT_RULES.match(init):

@@ -196,9 +196,10 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
               for leaf in graph.params]
     outputs = [{"name": k, "shape": _shape_literal(shape)} for k, (_, shape) in graph.outputs.items()]
     title = os.path.splitext(os.path.basename(model_path))[0]
+    notes = sorted({f"{_line_ref(graph, line)}: {text}" if line else text for line, text in graph.notes})
     return _ENV.get_template("module.py.j2").render(
         title=title, version=version, model_path=model_path, sha256=graph.sha256, dtype=dtype,
-        ops=ops, params=params, inputs=inputs, outputs=outputs,
+        ops=ops, notes=notes, params=params, inputs=inputs, outputs=outputs,
         outputs_doc="{" + ", ".join(f"{k!r}: array" for k in graph.outputs) + "}",
         helpers=[h.helper.rstrip("\n") for h in sorted(helpers, key=lambda h: h.__name__)],
         functions=functions)

@@ -82,6 +82,7 @@ class Graph:
     shapes: ShapeTable
     lines: dict[sp.Basic, int] = field(default_factory=dict)   # node -> model-file line
     hints: dict[sp.Basic, str] = field(default_factory=dict)   # node -> readable name
+    notes: list[tuple[int, str]] = field(default_factory=list)  # (line, rewrite that fired)
 
     @property
     def params(self) -> list[Leaf]:

@@ -89,13 +89,13 @@ def _pow_vjp(node, g, shape):
     """d(x**e): reuse the forward answer where that is exact (sqrt, reciprocal)."""
     base, e = node.args
     if e == sp.S.Half:
-        d_base = g / (2 * node)
+        d_base = g / (2 * nonzero(node))     # 0 at 0 by convention, not inf or 0/0
     elif e == -1:
         d_base = -g * node**2
     elif e.is_Integer:
         d_base = g * e * base ** (e - 1)
     else:
-        d_base = g * e * node / base
+        d_base = g * e * node / nonzero(base)
     d_exp = None if e.is_Number else g * node * sp.log(base)
     return d_base, d_exp
 
@@ -104,9 +104,13 @@ def _native(head, vjp=fdiff_vjp, **kw):
     REGISTRY[head] = Rule(head=head, shape_of=elementwise_shape, vjp=vjp, **kw)
 
 
-_native(sp.Add, _add_vjp)
-_native(sp.Mul, _mul_vjp)
-_native(sp.Pow, _pow_vjp)
+_native(sp.Add, _add_vjp, check=Check({"a": ((3, 2), (-1, 1)), "b": ((2,), (-1, 1))},
+                                    "sum(tanh(a + b + 1) * (a - b))"))
+_native(sp.Mul, _mul_vjp, check=Check({"a": ((3, 2), (-1, 1)), "b": ((2,), (-1, 1))},
+                                    "sum(a * b * a * 3 / (b * b + 1))"))
+_native(sp.Pow, _pow_vjp, check=Check({"a": ((3, 2), (0.5, 2)), "b": ((2,), (-1, 1))},
+                                    "sum(a ** 3 + sqrt(a) + a ** 0.7 + 1 / a + a ** b + 2 ** b)",
+                                    edges=()))
 _native(sp.exp, public="exp", check=Check({"a": ((3, 2), (-2, 2))}, "sum(exp(a))",
                                           edges=((-800.0, 0.0), (0.0, 1.0))))
 _native(sp.log, public="log", check=Check({"a": ((3, 2), (0.2, 3))}, "sum(log(a))",
@@ -115,6 +119,9 @@ _native(sp.tanh, public="tanh", init_family="xavier",
         check=Check({"a": ((3, 2), (-2, 2))}, "sum(tanh(a) * a)",
                     edges=((0.0, 1.0), (20.0, 0.0), (-20.0, 0.0))))
 _native(sp.sign, vjp=lambda node, g, shape: (None,))
+# SymPy writes sqrt(x**2) as Abs(x) for real x; its derivative is sign(x), 0 at 0
+_native(sp.Abs, vjp=lambda node, g, shape: (g * sp.sign(node.args[0]),),
+        check=Check({"a": ((3, 2), (-2, 2))}, "sum(sqrt(a * a) * a)"))
 
 
 def sqrt(x):
@@ -212,18 +219,33 @@ class softplus(Elementwise):
 
 @register
 class select(Elementwise):
-    """where(x > 0, a, b): the gradient router of the ReLU family (backward only)."""
+    """where(x > 0, a, b) (or x >= 0 with the static flag): routes the gradient of the ReLU family
+    and of `where`. The unselected branch gets a zero cotangent."""
     n_tensor = 3
     check = Check({"a": ((3, 2), (-2, 2)), "b": ((3, 2), (-2, 2)), "c": ((2,), (-2, 2))},
                   "sum(apply(P.select, a, b * b, c) * b) + sum(a * a)")
 
+    def inclusive(self) -> bool:
+        return len(self.args) > 3 and bool(self.args[3])
+
     def vjp(self, g, shape):
-        x = self.args[0]
-        return None, select(x, g, 0), select(x, 0, g)
+        x, flag = self.args[0], self.args[3:]
+        return None, select(x, g, 0, *flag), select(x, 0, g, *flag)
 
     def _numpycode(self, p):
-        x, a, b = (p._print(e) for e in self.args)
-        return f"np.where({x} > 0, {a}, {b})"
+        x, a, b = (p._print(e) for e in self.args[:3])
+        return f"np.where({x} {'>=' if self.inclusive() else '>'} 0, {a}, {b})"
+
+
+@register
+class nonzero(Elementwise):
+    """x with zeros replaced by +inf, so g / nonzero(x) is 0 where x is 0: the convention that keeps
+    sqrt(x² + y²) and x**0.5 finite at 0 (backward only)."""
+    differentiable = False
+
+    def _numpycode(self, p):
+        x = p._print(self.args[0])
+        return f"np.where({x} == 0, np.inf, {x})"
 
 
 @register
@@ -601,21 +623,35 @@ class one_hot(Op):
 # ---------------------------------------------------------------------------------------------
 # The one place broadcasting is undone.
 
-def unbroadcast(g, g_shape, target):
-    """Sum `g` over the axes that broadcasting added or stretched, so it fits `target`.
+def unbroadcast(g, g_shape, target, logical=None):
+    """Sum the cotangent `g` over the axes that broadcasting added or stretched, so it fits `target`.
 
-    Axes where `g` is still size 1 are left alone: the cotangent stays lazily broadcast until a
-    consumer needs its full shape.
+    `g` may itself be lazily broadcast: its physical shape `g_shape` stands for `logical` (the
+    consumer's shape). An axis to be summed that `g` does not physically have (or has as size 1)
+    is a sum of identical values, i.e. a multiplication by its length. Axes where the target keeps
+    size 1 are summed with keepdims; the result may stay lazily broadcast against `target`.
     """
-    lead = len(g_shape) - len(target)
-    if lead > 0:
-        g = reduce_sum(g, axes_arg(range(lead)), sp.Integer(0))
-        g_shape = g_shape[lead:]
-    offset = len(target) - len(g_shape)
-    stretched = [i for i, d in enumerate(g_shape) if d != 1 and target[offset + i] == 1]
-    if stretched:
-        g = reduce_sum(g, axes_arg(stretched), sp.Integer(1))
-    return g
+    logical = tuple(g_shape if logical is None else logical)
+    off, lead = len(logical) - len(g_shape), len(logical) - len(target)
+    drop, keep, scale = [], [], sp.Integer(1)
+    for i, dim in enumerate(logical):
+        p = i - off
+        physical = p >= 0 and g_shape[p] != 1
+        if i < lead:                        # axis absent from the target: sum it away
+            if p >= 0:
+                drop.append(p)
+            if not physical:
+                scale *= dim_expr(dim)
+        elif target[i - lead] == 1 and dim != 1:   # stretched from 1: sum, keep the axis
+            if physical:
+                keep.append(p - sum(1 for q in drop if q < p))
+            else:
+                scale *= dim_expr(dim)
+    if drop:
+        g = reduce_sum(g, axes_arg(drop), sp.Integer(0))
+    if keep:
+        g = reduce_sum(g, axes_arg(keep), sp.Integer(1))
+    return g * scale if scale != 1 else g
 
 
 PUBLIC: dict[str, Rule] = {r.public: r for r in REGISTRY.values() if r.public}

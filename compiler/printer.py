@@ -42,6 +42,9 @@ class Printer(NumPyPrinter):
             return f"1/{inner}"
         return f"{self.parenthesize(base, prec, strict=False)}**{self.parenthesize(e, prec, strict=False)}"
 
+    def _print_Abs(self, expr):
+        return f"np.abs({self._print(expr.args[0])})"
+
     def _print_sign(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
 
