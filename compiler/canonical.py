@@ -20,7 +20,8 @@ import sympy as sp
 
 from .graph import Graph
 from .optimize import forward_nodes
-from .primitives import select, sigmoid, softplus
+from .primitives import rule_for, select, sigmoid, softplus
+from .shapes import ShapeMismatch, broadcast
 
 
 def canonicalize(graph: Graph) -> Graph:
@@ -89,23 +90,53 @@ def _guard_where(node, graph: Graph, line: int):
     if not isinstance(node, select) or len(node.args) < 4:
         return None  # only the user's where(); the ReLU family's routers have no singular branch
     c, a, b, flag = node.args
-    ga = _guard_branch(a, lambda u: select(c, u, 1, flag))
-    gb = _guard_branch(b, lambda u: select(c, 1, u, flag))
+    ga = _guard_branch(a, c, graph, lambda u: select(c, u, 1, flag))
+    gb = _guard_branch(b, c, graph, lambda u: select(c, 1, u, flag))
     if ga is a and gb is b:
         return None
     graph.notes.append((line, "where(): singular ops in the unselected branch are guarded"))
     return select(c, ga, gb, flag)
 
 
-def _guard_branch(expr, guard):
+def _guard_branch(expr, cond, graph: Graph, guard):
+    """Guard singular ops reachable from `expr` through elementwise ops only, where the condition
+    lines up with the operand position by position (it broadcasts into the operand's shape)."""
+    shapes, c_shape = graph.shapes, graph.shapes(cond)
     new: dict = {}
-    for node in forward_nodes([expr]):
+    for node in _elementwise_region(expr):
         args = tuple(new.get(x, x) for x in node.args)
-        if _singular(node):
-            base = args[0]
-            args = (guard(base),) + args[1:]
+        u = node.args[0] if _singular(node) else None
+        if u is not None and _fits(c_shape, shapes(u)):
+            args = (guard(args[0]),) + args[1:]
         new[node] = node if args == node.args else node.func(*args)
     return new.get(expr, expr)
+
+
+def _fits(c_shape, u_shape) -> bool:
+    try:
+        return broadcast(c_shape, u_shape) == tuple(u_shape)
+    except ShapeMismatch:
+        return False
+
+
+def _elementwise_region(root) -> list:
+    """Nodes under `root` reached through elementwise ops, operands first; structural ops (matmul,
+    reductions) end the region, since positions no longer line up with the condition's."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen or node.is_Atom:
+            continue
+        seen.add(node)
+        rule = rule_for(node)
+        if rule is None or not rule.elementwise:
+            continue
+        stack.append((node, True))
+        stack.extend((a, False) for a in reversed(rule.tensor_args(node)) if a not in seen)
+    return order
 
 
 def expose_named_values(graph: Graph) -> Graph:

@@ -82,8 +82,14 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tu
     prologue += [f"{names[leaf.symbol]} = inputs[{leaf.name!r}]" for leaf in leaves if leaf.kind != "param"]
     prologue += [f"{names[leaf.symbol]} = params[{leaf.name!r}]" for leaf in leaves if leaf.kind == "param"]
 
+    operands = set()
+    for step in sched.steps:
+        operands |= step.statement.expr.free_symbols
+    # a gradient no other statement reads is given its exact shape in place; one that others
+    # read keeps its own shape there and is materialised on return
     grad_of = {g: leaf for leaf in graph.params
-               for g in [program.grads.get(leaf.name)] if g is not None and g.is_Symbol}
+               for g in [program.grads.get(leaf.name)] if g is not None and g.is_Symbol
+               and g not in operands}
     body: list[str] = []
     section = None
     last_grad_line = None

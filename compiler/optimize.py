@@ -161,13 +161,29 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
     return merge_aliases(program)
 
 
+def slice_program(program: Program, name: str) -> Program:
+    """The statements the loss needs, taken from `program` as they are: `loss` computed this way
+    rounds exactly like the loss of `loss_and_grad`."""
+    defs = {s.target: s for s in program.statements}
+    needed, stack = set(), list(program.loss.free_symbols)
+    while stack:
+        sym = stack.pop()
+        if sym in defs and sym not in needed:
+            needed.add(sym)
+            stack.extend(defs[sym].expr.free_symbols)
+    kept = [s for s in program.statements if s.target in needed]
+    shared = sum(1 for s in kept if s.kind == "shared")
+    return Program(name, kept, program.loss, {}, {}, shared)
+
+
 def merge_aliases(program: Program) -> Program:
     """`T = S` where S is an unnamed shared temporary: compute the value as T directly."""
     stmts = program.statements
     temps = {s.target: s for s in stmts if s.kind == "shared"}
+    returned = set(program.grads.values())  # gradients may be reshaped on return: keep them apart
     rename = {}
     for s in stmts:
-        if s.expr.is_Symbol and s.expr in temps and s.expr not in rename:
+        if s.expr.is_Symbol and s.expr in temps and s.expr not in rename and s.target not in returned:
             rename[s.expr] = s.target
     if not rename:
         return program

@@ -152,3 +152,53 @@ def test_cli_reports_model_error_without_traceback(tmp_path, capsys):
     assert main(["compile", str(path), "-o", str(tmp_path / "out.py")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and "loss must be a scalar" in err
+
+
+CASES = {
+    "if": ('a = Param("a", ())\nif a:\n    pass\nloss = a\n', 4, "Python if/while/and/or/not"),
+    "while": ('a = Param("a", ())\nwhile a:\n    break\nloss = a\n', 4, "Python if/while/and/or/not"),
+    "and": ('a = Param("a", ())\nb = a and a\nloss = a\n', 4, "Python if/while/and/or/not"),
+    "or": ('a = Param("a", ())\nb = a or a\nloss = a\n', 4, "Python if/while/and/or/not"),
+    "not": ('a = Param("a", ())\nb = not a\nloss = a\n', 4, "Python if/while/and/or/not"),
+    "if on comparison": ('a = Param("a", ())\nif a > 0:\n    pass\nloss = a\n', 4,
+                         "traced comparison"),
+    "==": ('a = Param("a", ())\nb = a == a\nloss = a\n', 4, "== on a traced value"),
+    "float()": ('a = Param("a", ())\nb = float(a)\nloss = a\n', 4, "float()/math.*"),
+    "int()": ('a = Param("a", ())\nb = int(a)\nloss = a\n', 4, "int() on a traced value"),
+    "math.exp": ('import math\na = Param("a", ())\nloss = math.exp(a)\n', 5, "float()/math.*"),
+    "np.exp": ('import numpy as np\na = Param("a", (2,))\nloss = sum(np.exp(a))\n', 5,
+               "np.exp on a traced value"),
+    "np.sum": ('import numpy as np\na = Param("a", (2,))\nloss = np.sum(a)\n', 5, "np.sum"),
+    "unsupported %": ('a = Param("a", ())\nloss = a % 2\n', 4, "this operator (%, //"),
+    "indexing": ('a = Param("a", (3,))\nloss = a[0]\n', 4, "this operator (%, //, <<, indexing"),
+    "shape mismatch": ('a = Param("a", (3,))\nb = Param("b", (4,))\nloss = sum(a + b)\n', 5,
+                       "shapes do not broadcast"),
+    "outer broadcast": ('p = Input("p", ("B", 1))\nt = Input("t", ("B",))\nloss = mean(p - t)\n', 5,
+                        "silent outer broadcast"),
+    "non-scalar loss": ('a = Param("a", (3,))\nloss = a * 2\n', 4, "loss must be a scalar"),
+    "integer parameter": ('a = Param("a", (3,), dtype="int64")\nloss = sum(a)\n', 3,
+                          "parameters are trainable floats"),
+    "boolean parameter": ('a = Param("a", (), init=True)\nloss = a\n', 3, "is a boolean"),
+    "symbolic parameter": ('a = Param("a", ("B",))\nloss = sum(a)\n', 3, "symbolic dimension"),
+    "duplicate": ('a = Param("a", ())\nb = Input("a", ())\nloss = a\n', 4, "duplicate name 'a'"),
+    "syntax": ('a = Param("a", ()\nloss = a\n', 3, "syntax error"),
+    "python error": ('a = Param("a", ())\nloss = a + undefined_name\n', 4,
+                     "NameError: name 'undefined_name' is not defined"),
+    "unknown init": ('a = Param("a", (2,), init="glorot")\nloss = sum(a)\n', 3, "unknown init rule"),
+    "matmul": ('x = Input("x", ("B", 3))\nW = Param("W", (4, 2))\nloss = sum(x @ W)\n', 5,
+               "inner dimensions differ"),
+    "mse shapes": ('p = Input("p", ("B", 1))\nt = Input("t", ("B",))\nloss = mse(p, t)\n', 5,
+                   "prediction and target shapes differ"),
+    "where without comparison": ('a = Param("a", ())\nloss = where(a, a, 0)\n', 4,
+                                 "must be a comparison"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_user_error_names_file_line_and_fix(tmp_path, case):
+    body, line, needle = CASES[case]
+    msg = error_of(tmp_path, body)
+    assert f"bad.py:{line}" in msg, msg
+    assert needle in msg, msg
+    if case not in ("syntax", "python error"):
+        assert "fix:" in msg, msg

@@ -144,8 +144,11 @@ def loss(params, **inputs):
     logits = out_b + h @ out_W  # (B, 10)  digits_mlp.py:8
     del h
     top = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    loss = (-logits[np.arange(len(y)), y] + (top + np.log((np.exp(-top + logits)).sum(axis=1, keepdims=True)))[:, 0]).sum()/B  # ()  digits_mlp.py:10
-    del top, logits
+    exp = np.exp(-top + logits)  # (B, 10)  digits_mlp.py:10
+    total = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    del exp
+    loss = (-logits[np.arange(len(y)), y] + (top + np.log(total))[:, 0]).sum()/B  # ()  digits_mlp.py:10
+    del top, total, logits
     return loss
 
 

@@ -135,8 +135,10 @@ def loss(params, **inputs):
 
     # ---- forward -----------------------------------------------------------------------------------
     o = _sigmoid(b + x @ w)  # (B,)  neuron.py:10
-    loss = ((o - t)**2).sum()/B  # ()  neuron.py:11
+    add = o - t  # (B,)  neuron.py:11
     del o
+    loss = (add**2).sum()/B  # ()  neuron.py:11
+    del add
     return loss
 
 

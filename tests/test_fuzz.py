@@ -1,0 +1,160 @@
+"""Property-based tests: random compositions of primitives over random broadcast shapes, and random
+MLP model files, compiled and checked against central differences.
+
+The normal run uses a bounded, derandomized profile; `HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py`
+tries many more graphs. `SYMGRAD_FUZZ_LOG=path` appends one line per graph tried.
+"""
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, settings, strategies as st, given
+
+import runtime
+from helpers import build, central_difference, relative_error
+
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=1500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+UNARY = ["exp(0.5 * {a})", "tanh({a})", "sigmoid({a})", "softplus({a})", "relu({a})",
+         "leaky_relu({a}, alpha=0.1)", "elu({a})", "abs({a})", "sqrt({a} * {a} + 0.5)",
+         "log({a} * {a} + 0.5)", "({a}) ** 2", "-({a})", "{a} / ({a} * {a} + 1)",
+         "where({a} > 0, log({a}), {a})", "where({a} <= 0.2, {a} * 3, sqrt({a}))"]
+BINARY = ["{a} + {b}", "{a} - {b}", "{a} * {b}", "{a} / ({b} * {b} + 1)", "maximum({a}, {b})",
+          "minimum({a}, {b})", "where({a} > {b}, {a} * {b}, {b} - 1)"]
+REDUCE = ["sum({a}, axis={k}, keepdims=True)", "mean({a}, axis={k}, keepdims=True)",
+          "amax({a}, axis={k}, keepdims=True)", "logsumexp({a}, axis={k}, keepdims=True)",
+          "softmax({a}, axis={k})", "log_softmax({a}, axis={k})"]
+
+
+def _pad(shape, rank):
+    return (1,) * (rank - len(shape)) + tuple(shape)
+
+
+def _combine(sa, sb):
+    """The broadcast shape if one operand already has it (symgrad refuses outer broadcasts)."""
+    rank = max(len(sa), len(sb))
+    pa, pb = _pad(sa, rank), _pad(sb, rank)
+    out = []
+    for x, y in zip(pa, pb):
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(max(x, y))
+    out = tuple(out)
+    return out if out in (pa, pb) else None
+
+
+class Graph:
+    def __init__(self):
+        self.params = {}
+
+    def leaf(self, draw, base):
+        n, m = base
+        shape = draw(st.sampled_from([(n, m), (m,), (1, m), (n, 1), ()]))
+        name = f"p{len(self.params)}"
+        self.params[name] = shape
+        return name, shape
+
+    def expr(self, draw, depth, base):
+        if depth == 0 or draw(st.integers(0, 4)) == 0:
+            return self.leaf(draw, base)
+        kind = draw(st.sampled_from(["unary", "unary", "binary", "binary", "reduce", "matmul", "T"]))
+        a, sa = self.expr(draw, depth - 1, base)
+        if kind == "unary":
+            return draw(st.sampled_from(UNARY)).format(a=a), sa
+        if kind == "binary":
+            b, sb = self.expr(draw, depth - 1, base)
+            out = _combine(sa, sb)
+            if out is None:
+                return f"(({a}) * 2 + sum({b}))", sa
+            return "(" + draw(st.sampled_from(BINARY)).format(a=a, b=b) + ")", out
+        if len(sa) != 2:
+            return f"tanh({a})", sa
+        if kind == "reduce":
+            k = draw(st.integers(0, 1))
+            template = draw(st.sampled_from(REDUCE))
+            keeps = "keepdims" in template
+            return template.format(a=a, k=k), tuple(1 if i == k and keeps else d for i, d in enumerate(sa))
+        if kind == "T":
+            return f"({a}).T", sa[::-1]
+        k = draw(st.integers(1, 3))
+        name = f"p{len(self.params)}"
+        self.params[name] = (sa[1], k)
+        return f"(({a}) @ {name})", (sa[0], k)
+
+
+@st.composite
+def random_graphs(draw):
+    base = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    g = Graph()
+    body, _ = g.expr(draw, draw(st.integers(1, 4)), base)
+    reducer = draw(st.sampled_from(["sum({e})", "mean({e})", "sum(({e}) * ({e}))"]))
+    lines = [f'{name} = Param("{name}", {shape})' for name, shape in g.params.items()]
+    lines.append("loss = " + reducer.format(e=body))
+    return "\n".join(lines) + "\n", g.params
+
+
+def _log(text):
+    path = os.environ.get("SYMGRAD_FUZZ_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(text.replace("\n", " | ") + "\n")
+
+
+def _assert_gradients(model, params, inputs, tol, text):
+    loss, grads = model.loss_and_grad(params, **inputs)
+    assert np.isfinite(loss), text
+    assert loss == model.loss(params, **inputs), text
+    numeric = central_difference(model, params, inputs)
+    # central differences carry round-off of about 1e-16·|L|/ε: an absolute floor for tiny gradients
+    floor = 1e-3 * max(1.0, abs(float(loss)))
+    for name in params:
+        assert grads[name].shape == params[name].shape, (name, text)
+        assert np.all(np.isfinite(grads[name])), (name, text)
+        err = relative_error(grads[name], numeric[name], floor=floor)
+        assert err <= tol, f"{name}: relative error {err:.2e}\n{text}"
+
+
+@given(random_graphs(), st.integers(0, 2**32 - 1))
+def test_random_compositions_match_central_differences(tmp_path_factory, case, seed):
+    text, shapes = case
+    _log(text)
+    model = build(tmp_path_factory.mktemp("fuzz"), text)
+    rng = np.random.default_rng(seed)
+    params = {name: rng.uniform(-1.5, 1.5, size=shape) for name, shape in shapes.items()}
+    _assert_gradients(model, params, {}, 1e-6, text)
+    source = open(model.module.__file__).read()
+    for bad in ("DiracDelta", "Heaviside", "Derivative", "Piecewise"):
+        assert bad not in source
+
+
+@st.composite
+def random_mlps(draw):
+    d_in = draw(st.integers(1, 6))
+    sizes = draw(st.lists(st.integers(1, 6), min_size=0, max_size=3))
+    act = draw(st.sampled_from(["relu", "tanh", "sigmoid", "elu", "softplus", "leaky_relu"]))
+    classification = draw(st.booleans())
+    out = draw(st.integers(2, 4)) if classification else draw(st.integers(1, 3))
+    lines = [f'x = Input("x", ("B", {d_in}))', "h = x"]
+    for i, n in enumerate(sizes):
+        lines.append(f'h = {act}(linear(h, {n}, name="layer{i}"))')
+    lines.append(f'out = linear(h, {out}, name="head")')
+    if classification:
+        lines += [f'y = Labels("y", ("B",), classes={out})', "loss = softmax_cross_entropy(out, y)"]
+    else:
+        lines += [f't = Input("t", ("B", {out}))', "loss = mse(out, t)"]
+    lines.append('outputs = {"out": out}')
+    return "\n".join(lines) + "\n"
+
+
+@given(random_mlps(), st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_random_mlps_match_central_differences(tmp_path_factory, text, batch, seed):
+    _log(text)
+    model = build(tmp_path_factory.mktemp("mlp"), text)
+    params = model.init_params(seed % 1000)
+    rng = np.random.default_rng(seed)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
+    inputs = runtime.random_inputs(model, batch=batch, seed=seed % 1000)
+    _assert_gradients(model, params, inputs, 1e-6, text)
