@@ -12,7 +12,8 @@ import sympy as sp
 
 from .errors import CompileError
 from .graph import Graph
-from .primitives import broadcast_to, reduce_sum, rule_for, unbroadcast
+from .primitives import (broadcast_to, is_singular, reduce_sum, rule_for, select, unbroadcast,
+                         unless_zero)
 from .shapes import dim_expr
 
 
@@ -70,6 +71,16 @@ def accumulate(parts: list) -> sp.Expr:
     return sp.Add(*rest, *fused)
 
 
+def _where_branches(order) -> set:
+    """Nodes inside the branches of a user's where(): their cotangent is 0 where not selected."""
+    inside: set = set()
+    for node in order:
+        if isinstance(node, select) and len(node.args) > 3:
+            inside |= set(topological_order(node.args[1], None))
+            inside |= set(topological_order(node.args[2], None))
+    return inside
+
+
 def backward(graph: Graph) -> Backward:
     shapes = graph.shapes
     params = {leaf.symbol: leaf for leaf in graph.params}
@@ -81,6 +92,7 @@ def backward(graph: Graph) -> Backward:
                 a in needs_grad for a in rule_for(node).tensor_args(node))):
             needs_grad.add(node)
 
+    under_where = _where_branches(order)
     cotangents: dict[sp.Basic, list] = {graph.loss: [sp.Integer(1)]}
     adjoints: list[Adjoint] = []
     grads: dict[str, sp.Expr] = {}
@@ -105,6 +117,8 @@ def backward(graph: Graph) -> Backward:
             raise CompileError(f"op {type(node).__name__} has no gradient rule but lies between "
                                "a parameter and the loss")
         cts = rule.vjp(node, g, shapes)
+        if node in under_where and is_singular(node):  # 0 from an unselected position stays 0
+            cts = tuple(None if ct is None else unless_zero(g, ct) for ct in cts)
         for arg, ct in zip(rule.tensor_args(node), cts):
             if ct is None or arg not in needs_grad or ct == 0:
                 continue

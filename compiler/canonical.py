@@ -20,7 +20,7 @@ import sympy as sp
 
 from .graph import Graph
 from .optimize import forward_nodes
-from .primitives import rule_for, select, sigmoid, softplus
+from .primitives import is_singular, rule_for, select, sigmoid, softplus
 from .shapes import ShapeMismatch, broadcast
 
 
@@ -81,11 +81,6 @@ def _stable_rewrite(node, graph: Graph, line: int):
     return out
 
 
-def _singular(node) -> bool:
-    return isinstance(node, sp.log) or (isinstance(node, sp.Pow) and not (
-        node.exp.is_Integer and node.exp >= 0))
-
-
 def _guard_where(node, graph: Graph, line: int):
     if not isinstance(node, select) or len(node.args) < 4:
         return None  # only the user's where(); the ReLU family's routers have no singular branch
@@ -105,7 +100,7 @@ def _guard_branch(expr, cond, graph: Graph, guard):
     new: dict = {}
     for node in _elementwise_region(expr):
         args = tuple(new.get(x, x) for x in node.args)
-        u = node.args[0] if _singular(node) else None
+        u = node.args[0] if is_singular(node) else None
         if u is not None and _fits(c_shape, shapes(u)):
             args = (guard(args[0]),) + args[1:]
         new[node] = node if args == node.args else node.func(*args)

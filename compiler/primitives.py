@@ -238,6 +238,23 @@ class select(Elementwise):
 
 
 @register
+class unless_zero(Elementwise):
+    """0 where the cotangent g is 0, else v: inside a where() branch, the VJP of a singular op
+    (log, sqrt, 1/x) must not turn 0·inf or 0·NaN from an unselected position into NaN."""
+    n_tensor, differentiable = 2, False
+
+    def _numpycode(self, p):
+        g, v = p._print(self.args[0]), p._print(self.args[1])
+        return f"np.where({g} == 0, 0, {v})"
+
+
+def is_singular(node) -> bool:
+    """Ops whose derivative is infinite or undefined somewhere in the reals."""
+    return isinstance(node, sp.log) or (isinstance(node, sp.Pow) and not (
+        node.exp.is_Integer and node.exp >= 0))
+
+
+@register
 class nonzero(Elementwise):
     """x with zeros replaced by +inf, so g / nonzero(x) is 0 where x is 0: the convention that keeps
     sqrt(x² + y²) and x**0.5 finite at 0 (backward only)."""
