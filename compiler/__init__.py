@@ -25,6 +25,8 @@ class Compiled:
     backward: object
     schedules: dict
     timings: dict = field(default_factory=dict)   # stage -> seconds
+    dtype: str = "float64"
+    model_path: str = ""
 
     @property
     def shared(self) -> int:
@@ -70,7 +72,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     shown = display_path or _display_path(path)
     text = render_module(graph, schedules, dtype, __version__, shown)
     timings["emit"] = time.perf_counter() - t
-    return Compiled(text, graph, grads, schedules, timings)
+    return Compiled(text, graph, grads, schedules, timings, dtype, shown)
 
 
 def fingerprint() -> str:

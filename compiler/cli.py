@@ -146,6 +146,65 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _print_code(text: str) -> None:
+    """Syntax-highlighted on a terminal (rich), plain when piped."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.syntax import Syntax
+        Console().print(Syntax(text, "python", theme="ansi_dark", word_wrap=False))
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_show(args) -> int:
+    from . import inspection
+    result = compile_model(args.model, args.dtype)
+    if args.grad:
+        text = inspection.show_gradient(result, args.grad)
+    elif args.forward:
+        text = inspection.show_forward(result)
+    else:
+        text = result.source
+    _print_code(text)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain
+    result = compile_model(args.model, "float64")
+    params = args.grad or [leaf.name for leaf in result.graph.params]
+    for name in params:
+        print(explain(result, name, latex=args.latex))
+        if len(params) > 1:
+            print()
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .draw import render
+    result = compile_model(args.model, "float64")
+    print(f"wrote {render(result, args.output)}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from . import inspection
+    result = compile_model(args.model, args.dtype)
+    table = inspection.stats(result, batch=args.batch)
+    width = max(map(len, table))
+    for key, value in table.items():
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        print(f"{key:<{width}}  {shown}")
+    return 0
+
+
+def cmd_ir(args) -> int:
+    from . import inspection
+    result = compile_model(args.model, args.dtype)
+    print("\n".join(inspection.ir_lines(result.graph, args.dtype)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symgrad", description="Compile a model file to readable NumPy forward and backward code.")
@@ -167,6 +226,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check a random sample of this many elements per parameter")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("show", help="print the generated module (or one gradient's code)")
+    p.add_argument("model")
+    p.add_argument("--grad", metavar="PARAM", help="only the statements that compute d_PARAM (runs as code)")
+    p.add_argument("--forward", action="store_true", help="only the forward pass")
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("explain", help="the gradient as mathematics")
+    p.add_argument("model")
+    p.add_argument("--grad", metavar="PARAM", action="append", help="parameter (repeatable; default all)")
+    p.add_argument("--latex", action="store_true")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("graph", help="draw the forward + backward DAG (graphviz)")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="graph.svg, .png, .pdf or .dot")
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("stats", help="ops, FLOPs, sharing, memory, compile time per stage")
+    p.add_argument("model")
+    p.add_argument("--batch", type=int, default=1, help="batch size for FLOPs and memory (default 1)")
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("ir", help="the traced DAG, one equation per line")
+    p.add_argument("model")
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.set_defaults(func=cmd_ir)
 
     from runtime.optim import OPTIMIZERS
     from runtime.schedules import SCHEDULES

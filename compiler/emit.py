@@ -11,7 +11,7 @@ from . import naming
 from .graph import Graph
 from .optimize import count_ops
 from .printer import Printer
-from .schedule import Schedule
+from .schedule import Schedule, peak_bytes
 from .shapes import Shape, fmt
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("compiler", "templates"),
@@ -62,7 +62,10 @@ def _line_ref(graph: Graph, line: int) -> str:
     return f"{os.path.basename(graph.path)}:{line}" if line else ""
 
 
-def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tuple[FunctionCode, set]:
+def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
+                  standalone: bool = False) -> tuple[FunctionCode, set]:
+    """One generated function. `standalone` code reads symbolic sizes off its inputs instead of
+    from the module's validation (for snippets that run on their own)."""
     program = sched.program
     names, namer = _names(graph, sched)
     shapes = graph.shapes
@@ -78,7 +81,13 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tu
     inputs = [leaf for leaf in graph.inputs if leaf.symbol in used]
     dims = sorted({s.name for s in used if s.is_Symbol and s.is_integer})
 
-    prologue = [f"{d} = dims[{d!r}]" for d in dims]
+    if standalone:
+        prologue = []
+        for d in dims:
+            leaf = next(lf for lf in graph.inputs if d in lf.shape)
+            prologue.append(f"{d} = inputs[{leaf.name!r}].shape[{leaf.shape.index(d)}]")
+    else:
+        prologue = [f"{d} = dims[{d!r}]" for d in dims]
     prologue += [f"{names[leaf.symbol]} = inputs[{leaf.name!r}]" for leaf in leaves if leaf.kind != "param"]
     prologue += [f"{names[leaf.symbol]} = params[{leaf.name!r}]" for leaf in leaves if leaf.kind == "param"]
 
@@ -117,22 +126,30 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str) -> tu
         if step.release:
             body.append("del " + ", ".join(names[s] for s in step.release))
 
-    if program.name == "forward":
+    def grads_dict() -> str:
+        parts = []
+        for leaf in graph.params:
+            if leaf.name not in program.grads:
+                continue
+            g = program.grads[leaf.name]
+            text = names[g] if g in grad_of else _materialize(printer, g, leaf.shape, dtype, graph)
+            parts.append(f"        {leaf.name!r}: {text},")
+        return "{\n" + "\n".join(parts) + "\n    }"
+
+    if program.outputs or (program.loss is None and not program.grads):
         items = [f"{k!r}: {_materialize(printer, e, graph.outputs[k][1], dtype, graph)}"
                  for k, e in program.outputs.items()]
         ret = "{" + ", ".join(items) + "}"
+    elif program.loss is None:  # a gradient slice
+        body.append("")
+        ret = grads_dict()
     else:
         loss_text = _materialize(printer, program.loss, (), dtype, graph)
-        if program.name == "loss":
+        if not program.grads:
             ret = loss_text
         else:
             body.append("")
-            ret_parts = []
-            for leaf in graph.params:
-                g = program.grads[leaf.name]
-                text = names[g] if g in grad_of else _materialize(printer, g, leaf.shape, dtype, graph)
-                ret_parts.append(f"        {leaf.name!r}: {text},")
-            ret = loss_text + ", {\n" + "\n".join(ret_parts) + "\n    }"
+            ret = loss_text + ", " + grads_dict()
     doc = _doc(program.name, graph, inputs, dtype)
     fn = FunctionCode(program.name, summary, doc, [p.name for p in params],
                       [i.name for i in inputs], prologue, body, ret)
@@ -192,7 +209,11 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
     lag = schedules["loss_and_grad"]
     fwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if not _is_backward(s.statement, lag))
     bwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if _is_backward(s.statement, lag))
+    itemsize = 4 if dtype == "float32" else 8
+    small = peak_bytes(lag, graph.shapes, {"B": 1}, itemsize)
+    large = peak_bytes(lag, graph.shapes, {"B": 1001}, itemsize)
     ops = {"forward": fwd_ops, "backward": bwd_ops,
+           "per_sample": round((large - small) / 1000), "fixed": small - round((large - small) / 1000),
            "ratio": f"{bwd_ops / fwd_ops:.2f}" if fwd_ops else "n/a", "shared": lag.program.shared}
     label_dtype = "int64"
     inputs = [{"name": leaf.name, "shape": _shape_literal(leaf.shape),

@@ -234,6 +234,8 @@ class select(Elementwise):
 
     def _numpycode(self, p):
         x, a, b = (p._print(e) for e in self.args[:3])
+        if self.args[1].is_Number and self.args[2].is_Number:
+            a = f"DTYPE({a})"  # two Python numbers would make an int64 or float64 array
         return f"np.where({x} {'>=' if self.inclusive() else '>'} 0, {a}, {b})"
 
 
@@ -575,6 +577,8 @@ class broadcast_to(Op):
     def _numpycode(self, p):
         dims = tuple(p._print(d) for d in self.args[1])
         text = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        if self.args[0].is_Number:  # a constant cotangent: a real array in the module's dtype
+            return f"np.full({text}, {p._print(self.args[0])}, dtype=DTYPE)"
         return f"np.broadcast_to({p._print(self.args[0])}, {text})"
 
 

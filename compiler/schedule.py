@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 import sympy as sp
@@ -61,3 +62,17 @@ def schedule(program: Program, shapes, keep_alive=()) -> Schedule:
         dead = sorted(releases.get(pos, []), key=lambda s: by_target[s])
         steps.append(Step(stmts[i], tuple(dead)))
     return Schedule(program, steps)
+
+
+def peak_bytes(sched: Schedule, shapes, sizes: dict, itemsize: int) -> int:
+    """Largest total size of the values alive at once (defined, and read later or returned)."""
+    live: dict = {}
+    peak = 0
+    for step in sched.steps:
+        st = step.statement
+        live[st.target] = math.prod(sizes.get(d, 1) if isinstance(d, str) else d
+                                    for d in shapes(st.target)) * itemsize
+        peak = max(peak, sum(live.values()))
+        for sym in step.release:
+            live.pop(sym, None)
+    return peak

@@ -125,6 +125,9 @@ def test_random_compositions_match_central_differences(tmp_path_factory, case, s
     rng = np.random.default_rng(seed)
     params = {name: rng.uniform(-1.5, 1.5, size=shape) for name, shape in shapes.items()}
     _assert_gradients(model, params, {}, 1e-6, text)
+    model32 = build(tmp_path_factory.mktemp("fuzz32"), text, dtype="float32")
+    _, grads32 = model32.loss_and_grad({k: v.astype(np.float32) for k, v in params.items()})
+    assert all(g.dtype == np.float32 for g in grads32.values()), text
     source = open(model.module.__file__).read()
     for bad in ("DiracDelta", "Heaviside", "Derivative", "Piecewise"):
         assert bad not in source
@@ -158,3 +161,8 @@ def test_random_mlps_match_central_differences(tmp_path_factory, text, batch, se
     params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
     inputs = runtime.random_inputs(model, batch=batch, seed=seed % 1000)
     _assert_gradients(model, params, inputs, 1e-6, text)
+    model32 = build(tmp_path_factory.mktemp("mlp32"), text, dtype="float32")
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    i32 = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in inputs.items()}
+    loss32, grads32 = model32.loss_and_grad(p32, **i32)
+    assert loss32.dtype == np.float32 and all(g.dtype == np.float32 for g in grads32.values()), text

@@ -5,6 +5,7 @@ Model SHA-256: f80792c7a3a0482b9659f044273af7c4852de8a22221afa445cfaf5d45e760bb
 dtype:         float64
 Ops:           forward 3, backward 1 (backward/forward 0.33);
                0 subexpressions shared by CSE in loss_and_grad
+Memory:        loss_and_grad keeps at most ~0 bytes per sample + 56 bytes alive
 
 Functions (all take `params`, a dict name -> array, and the inputs as keyword arrays):
     forward(params, **inputs)        -> {'e': array}

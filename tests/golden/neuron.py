@@ -5,6 +5,7 @@ Model SHA-256: e05b48f779f699f4a95bf935ceba9dc233d74d545591540050031e8c9c8bb59f
 dtype:         float64
 Ops:           forward 10, backward 9 (backward/forward 0.90);
                1 subexpressions shared by CSE in loss_and_grad
+Memory:        loss_and_grad keeps at most ~24 bytes per sample + 24 bytes alive
 
 Functions (all take `params`, a dict name -> array, and the inputs as keyword arrays):
     forward(params, **inputs)        -> {'o': array}

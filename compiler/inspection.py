@@ -1,0 +1,186 @@
+"""Looking inside a compiled model: the traced IR, one gradient's slice of the code, and statistics.
+
+Everything here reads the stages' plain data (Graph, Schedule); nothing changes what is generated.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import sympy as sp
+
+from . import naming
+from .emit import _ENV, emit_function
+from .errors import ModelError
+from .optimize import Program, count_ops
+from .primitives import (broadcast_to, expand_dims, matmul, reduce_max, reduce_sum, rule_for,
+                         squeeze, stop_gradient, transpose)
+from .schedule import peak_bytes, schedule
+from .shapes import Shape
+
+
+def _short_dtype(dtype: str) -> str:
+    return {"float64": "f64", "float32": "f32"}[dtype]
+
+
+def ir_lines(graph, dtype: str = "float64") -> list[str]:
+    """The traced forward DAG, one equation per line: `h: f64[B,128] = relu hidden_pre  # m.py:7`."""
+    from .optimize import forward_nodes
+    roots = [graph.loss] + [e for e, _ in graph.outputs.values()]
+    names: dict = {leaf.symbol: leaf.name for leaf in graph.leaves.values()}
+    namer = naming.Namer(reserved=names.values())
+    lines = []
+    for leaf in graph.leaves.values():
+        kind = "i64" if leaf.kind == "labels" else _short_dtype(dtype)
+        lines.append(f"{leaf.name}: {kind}[{','.join(map(str, leaf.shape))}] = {leaf.kind}"
+                     + (f" {leaf.init}" if leaf.init else "") + f"  # {_where(graph, leaf.line)}")
+    for node in _by_line(forward_nodes(roots), graph):
+        names[node] = namer.fresh(graph.hints.get(node) or naming.op_name(node))
+        rule = rule_for(node)
+        args = rule.tensor_args(node) if rule else node.args
+        static = node.args[len(args):]
+        text = " ".join(names.get(a, str(a)) for a in args)
+        if static:
+            text += " [" + ", ".join(str(x) for x in static) + "]"
+        shape = graph.shapes(node)
+        loss = "   <- loss" if node == graph.loss else ""
+        lines.append(f"{names[node]}: {_short_dtype(dtype)}[{','.join(map(str, shape))}] = "
+                     f"{type(node).__name__} {text}  # {_where(graph, graph.lines.get(node, 0))}{loss}")
+    return lines
+
+
+def _by_line(order: list, graph) -> list:
+    """A topological order that follows the model file's lines where the dependencies allow."""
+    import heapq
+    index = {n: i for i, n in enumerate(order)}
+    deps = {n: {a for a in (rule_for(n).tensor_args(n) if rule_for(n) else n.args) if a in index}
+            for n in order}
+    users: dict = {n: [] for n in order}
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].append(n)
+    waiting = {n: len(ds) for n, ds in deps.items()}
+    ready = [(graph.lines.get(n, 0) or 10**9, index[n], n) for n in order if not deps[n]]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        *_, n = heapq.heappop(ready)
+        out.append(n)
+        for u in users[n]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, (graph.lines.get(u, 0) or 10**9, index[u], u))
+    return out
+
+
+def _where(graph, line: int) -> str:
+    import os
+    return f"{os.path.basename(graph.path)}:{line}" if line else "(derived)"
+
+
+def _closure(program: Program, roots) -> list:
+    defs = {s.target: s for s in program.statements}
+    needed, stack = set(), list(roots)
+    while stack:
+        sym = stack.pop()
+        if sym in defs and sym not in needed:
+            needed.add(sym)
+            stack.extend(defs[sym].expr.free_symbols)
+    return [s for s in program.statements if s.target in needed]
+
+
+def gradient_slice(compiled, param: str):
+    """The statements that compute d_<param>: its backward slice and the forward values it reads."""
+    fused = compiled.schedules["loss_and_grad"].program
+    if param not in fused.grads:
+        raise ModelError(f"no parameter named {param!r}",
+                         fix=f"choose one of {', '.join(fused.grads)}")
+    g = fused.grads[param]
+    program = Program(f"grad_{naming.ident(param)}", _closure(fused, g.free_symbols), None, {},
+                      {param: g})
+    return schedule(program, compiled.graph.shapes)
+
+
+def render_snippet(compiled, sched, title: str, summary: str) -> str:
+    graph = compiled.graph
+    dtype = compiled.dtype
+    fn, helpers = emit_function(graph, sched, summary, dtype, standalone=True)
+    return _ENV.get_template("snippet.py.j2").render(
+        title=title, model_path=compiled.model_path, dtype=dtype, fn=fn,
+        helpers=[h.helper.rstrip("\n") for h in sorted(helpers, key=lambda h: h.__name__)])
+
+
+def show_gradient(compiled, param: str) -> str:
+    sched = gradient_slice(compiled, param)
+    return render_snippet(compiled, sched, f"The gradient of the loss with respect to {param!r}.",
+                          f"d loss / d {param}: the backward slice and the forward values it reads.")
+
+
+def show_forward(compiled) -> str:
+    return render_snippet(compiled, compiled.schedules["forward"], "The forward pass (inference).",
+                          "The model's outputs.")
+
+
+# ---- statistics ------------------------------------------------------------------------------
+
+def _size(shape: Shape, sizes: dict) -> int:
+    return math.prod(sizes.get(d, 1) if isinstance(d, str) else d for d in shape)
+
+
+def flops(expr: sp.Basic, shapes, sizes: dict) -> int:
+    """Floating-point operations of one statement: 2nmk per matmul, one per element otherwise."""
+    from .optimize import forward_nodes
+    total = 0
+    for node in forward_nodes([expr]):
+        if isinstance(node, matmul):
+            a, b = (shapes(x) for x in node.args)
+            total += 2 * _size(a, sizes) * (_size(b, sizes) // max(_size(b[:1], sizes), 1)) \
+                if len(b) == 2 else 2 * _size(a, sizes)
+        elif isinstance(node, (reduce_sum, reduce_max)):
+            total += _size(shapes(node.args[0]), sizes)  # one add (or compare) per input element
+        elif isinstance(node, (squeeze, expand_dims, transpose, stop_gradient, broadcast_to)):
+            continue  # views: no arithmetic
+        else:
+            total += _size(shapes(node), sizes)
+    return total
+
+
+def naive_gradient_size(graph) -> int | None:
+    """Ops in the gradients when each parameter is differentiated on its own with sympy.diff and
+    nothing is shared (expression swell); only defined for models of scalars."""
+    if any(leaf.shape != () for leaf in graph.leaves.values()):
+        return None
+    return sum(sp.count_ops(sp.diff(graph.loss, leaf.symbol)) for leaf in graph.params)
+
+
+def stats(compiled, batch: int = 1) -> dict:
+    graph = compiled.graph
+    sched = compiled.schedules["loss_and_grad"]
+    sizes = {s.name: batch for s in graph.shapes._shapes if getattr(s, "is_Symbol", False)
+             and s.is_integer}
+    sizes.setdefault("B", batch)
+    from .emit import _is_backward
+    fwd = [s.statement for s in sched.steps if not _is_backward(s.statement, sched)]
+    bwd = [s.statement for s in sched.steps if _is_backward(s.statement, sched)]
+    f_flops = sum(flops(s.expr, graph.shapes, sizes) for s in fwd)
+    b_flops = sum(flops(s.expr, graph.shapes, sizes) for s in bwd)
+    t = time.perf_counter()
+    naive = naive_gradient_size(graph)
+    naive_time = time.perf_counter() - t
+    ours = sum(count_ops(s.statement.expr) for s in sched.steps) + sum(
+        count_ops(e) for e in sched.program.results())
+    itemsize = 4 if compiled.dtype == "float32" else 8
+    return {
+        "forward ops": sum(count_ops(s.expr) for s in fwd),
+        "backward ops": sum(count_ops(s.expr) for s in bwd),
+        f"forward FLOPs (batch {batch})": f_flops,
+        f"backward FLOPs (batch {batch})": b_flops,
+        "backward/forward FLOPs": round(b_flops / f_flops, 2) if f_flops else float("nan"),
+        "subexpressions shared by CSE": sched.program.shared,
+        "statements in loss_and_grad": len(sched.steps),
+        f"peak live memory (batch {batch}), bytes": peak_bytes(sched, graph.shapes, sizes, itemsize),
+        "gradient ops, reverse mode with sharing": ours,
+        "gradient ops, naive per-parameter sympy.diff": naive if naive is not None else "n/a (tensor model)",
+        **{f"time {stage}, s": round(sec, 4) for stage, sec in compiled.timings.items()},
+        **({"time naive sympy.diff, s": round(naive_time, 4)} if naive is not None else {}),
+    }
