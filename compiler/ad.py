@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import CompileError
-from .graph import Graph
+from .graph import Graph, postorder
 from .primitives import (broadcast_to, is_singular, reduce_sum, rule_for, select, unbroadcast,
                          unless_zero)
 from .shapes import dim_expr
@@ -34,27 +34,12 @@ class Backward:
     grads: dict[str, sp.Expr]        # param name -> its adjoint symbol, or 0 when unused
 
 
-def topological_order(root: sp.Basic, shapes) -> list[sp.Basic]:
-    """Post-order of the distinct nodes under `root` (operands before users), deterministic."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        if node.is_Atom:
-            continue
-        rule = rule_for(node)
-        if rule is None:
+def topological_order(root: sp.Basic) -> list[sp.Basic]:
+    """Every distinct node under `root`, leaves included, operands before users."""
+    for node in postorder([root], atoms=False):
+        if rule_for(node) is None:
             raise CompileError(f"no rule for op {type(node).__name__}")
-        for arg in reversed(rule.tensor_args(node)):
-            if arg not in seen:
-                stack.append((arg, False))
-    return order
+    return postorder([root], atoms=True)
 
 
 def accumulate(parts: list) -> sp.Expr:
@@ -76,15 +61,15 @@ def _where_branches(order) -> set:
     inside: set = set()
     for node in order:
         if isinstance(node, select) and len(node.args) > 3:
-            inside |= set(topological_order(node.args[1], None))
-            inside |= set(topological_order(node.args[2], None))
+            inside |= set(topological_order(node.args[1]))
+            inside |= set(topological_order(node.args[2]))
     return inside
 
 
 def backward(graph: Graph) -> Backward:
     shapes = graph.shapes
     params = {leaf.symbol: leaf for leaf in graph.params}
-    order = topological_order(graph.loss, shapes)
+    order = topological_order(graph.loss)
 
     needs_grad: set = set()
     for node in order:

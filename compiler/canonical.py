@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .graph import Graph
+from .graph import Graph, postorder
 from .optimize import forward_nodes
 from .primitives import is_singular, rule_for, select, sigmoid, softplus
 from .shapes import ShapeMismatch, broadcast
@@ -117,21 +117,10 @@ def _fits(c_shape, u_shape) -> bool:
 def _elementwise_region(root) -> list:
     """Nodes under `root` reached through elementwise ops, operands first; structural ops (matmul,
     reductions) end the region, since positions no longer line up with the condition's."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen or node.is_Atom:
-            continue
-        seen.add(node)
+    def operands(node):
         rule = rule_for(node)
-        if rule is None or not rule.elementwise:
-            continue
-        stack.append((node, True))
-        stack.extend((a, False) for a in reversed(rule.tensor_args(node)) if a not in seen)
-    return order
+        return rule.tensor_args(node) if rule is not None and rule.elementwise else None
+    return postorder([root], operands)
 
 
 def expose_named_values(graph: Graph) -> Graph:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .ad import Backward
-from .graph import Graph
+from .graph import Graph, postorder
 from .primitives import rule_for, stop_gradient
 
 INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer
@@ -101,21 +101,8 @@ def _fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, d
 
 
 def forward_nodes(roots: list) -> list:
-    """Distinct nodes under `roots`, operands before users (iterative, deterministic)."""
-    order, seen, stack = [], set(), [(r, False) for r in reversed(roots)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen or node.is_Atom:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        rule = rule_for(node)
-        args = rule.tensor_args(node) if rule else node.args
-        stack.extend((a, False) for a in reversed(args) if a not in seen)
-    return order
+    """Distinct non-leaf nodes under `roots`, operands before users."""
+    return postorder(roots)
 
 
 def _without_stop_gradient(expr: sp.Basic, memo: dict) -> sp.Basic:
