@@ -44,8 +44,41 @@ class InputError(ValueError):
     """An array passed to this module does not match what the module was compiled for."""
 
 
+_VALIDATED = {}  # names, shapes and dtypes already checked -> the symbolic sizes they bind
+
+
 def _validate(where, params, inputs, param_names, input_names):
-    """Check names, shapes, dtypes and label ranges; return the symbolic sizes, e.g. {"B": 64}."""
+    """Check names, shapes, dtypes and label ranges; return the symbolic sizes, e.g. {"B": 64}.
+
+    Shapes and dtypes seen before are not checked again; label values are checked on every call.
+    """
+    try:
+        key = (where, tuple(inputs), *[(inputs[n].shape, inputs[n].dtype) for n in input_names],
+               *[(params[n].shape, params[n].dtype) for n in param_names])
+        dims = _VALIDATED.get(key)
+    except (KeyError, AttributeError, TypeError):
+        key, dims = None, None
+    if dims is None:
+        dims = _validate_fully(where, params, inputs, param_names, input_names)
+        if key is not None and len(_VALIDATED) < 256:
+            _VALIDATED[key] = dims
+    for name in input_names:
+        if name in LABEL_CLASSES:
+            _check_labels(where, name, inputs[name], LABEL_CLASSES[name])
+    return dims
+
+
+def _check_labels(where, name, value, classes):
+    if value.dtype == np.int64:  # negative labels become huge as unsigned: one reduction checks both ends
+        ok = not value.size or value.view(np.uint64).max() < classes
+    else:
+        ok = not value.size or (value.min() >= 0 and value.max() < classes)
+    if not ok:
+        raise InputError(f"{where}: input {name!r} must be class indices in [0, {classes}), "
+                         f"got values in [{value.min()}, {value.max()}]")
+
+
+def _validate_fully(where, params, inputs, param_names, input_names):
     dims = {}
     unknown = sorted(set(inputs) - set(INPUTS))
     if unknown:
@@ -86,10 +119,6 @@ def _match(where, kind, name, value, shape, dtype, dims):
         if value.dtype.kind not in "iu":
             raise InputError(f"{where}: {kind} {name!r} holds class labels and must be integers, "
                              f"got {value.dtype}; use .astype(np.int64)")
-        classes = LABEL_CLASSES[name]
-        if value.size and (value.min() < 0 or value.max() >= classes):
-            raise InputError(f"{where}: {kind} {name!r} must be class indices in [0, {classes}), "
-                             f"got values in [{value.min()}, {value.max()}]")
     elif value.dtype != DTYPE:
         raise InputError(f"{where}: {kind} {name!r} has dtype {value.dtype} but the module was "
                          f"compiled for {dtype}; cast with .astype(np.{dtype}) or recompile with "

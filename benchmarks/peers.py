@@ -1,0 +1,79 @@
+"""The same MLP step in other libraries, when they are installed: torch eager, jax.jit of
+value_and_grad, and HIPS autograd. Each builder returns a zero-argument step function."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def torch_step(params, x, y, names, activation, dtype):
+    import torch
+    torch.set_num_threads(1)
+    tdt = torch.float32 if dtype == "float32" else torch.float64
+    P = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in params.items()}
+    X, Y = torch.tensor(x, dtype=tdt), torch.tensor(y, dtype=torch.int64)
+    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[activation]
+
+    def step():
+        for p in P.values():
+            p.grad = None
+        h = X
+        for i, name in enumerate(names):
+            h = torch.addmm(P[f"{name}.b"], h, P[f"{name}.W"])
+            if i < len(names) - 1:
+                h = act(h)
+        loss = torch.nn.functional.cross_entropy(h, Y)
+        loss.backward()
+        return loss
+    return step
+
+
+def jax_step(params, x, y, names, activation, dtype):
+    import jax
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    act = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}[activation]
+
+    def loss_fn(P, X, Y):
+        h = X
+        for i, name in enumerate(names):
+            h = h @ P[f"{name}.W"] + P[f"{name}.b"]
+            if i < len(names) - 1:
+                h = act(h)
+        logp = jax.nn.log_softmax(h)
+        return -jnp.mean(jnp.take_along_axis(logp, Y[:, None], axis=1))
+
+    f = jax.jit(jax.value_and_grad(loss_fn))
+    P = {k: jnp.asarray(v) for k, v in params.items()}
+    X, Y = jnp.asarray(x), jnp.asarray(y)
+
+    def step():
+        loss, grads = f(P, X, Y)
+        jax.block_until_ready(grads)
+        return loss
+    return step
+
+
+def autograd_step(params, x, y, names, activation, dtype):
+    import autograd.numpy as anp
+    from autograd import value_and_grad
+    acts = {"relu": lambda z: anp.maximum(z, 0), "tanh": anp.tanh,
+            "sigmoid": lambda z: 0.5 * anp.tanh(0.5 * z) + 0.5}
+    act = acts[activation]
+    onehot = np.eye(int(y.max()) + 1 if y.size else 1, dtype=x.dtype)[y]
+
+    def loss_fn(P):
+        h = x
+        for i, name in enumerate(names):
+            h = anp.dot(h, P[f"{name}.W"]) + P[f"{name}.b"]
+            if i < len(names) - 1:
+                h = act(h)
+        m = anp.max(h, axis=1, keepdims=True)
+        lse = anp.log(anp.sum(anp.exp(h - m), axis=1, keepdims=True)) + m
+        return -anp.mean(anp.sum(onehot * (h - lse), axis=1))
+
+    f = value_and_grad(loss_fn)
+    return lambda: f(params)
+
+
+PEERS = {"torch": torch_step, "jax": jax_step, "autograd": autograd_step}
