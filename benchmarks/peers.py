@@ -60,7 +60,7 @@ def autograd_step(params, x, y, names, activation, dtype):
     acts = {"relu": lambda z: anp.maximum(z, 0), "tanh": anp.tanh,
             "sigmoid": lambda z: 0.5 * anp.tanh(0.5 * z) + 0.5}
     act = acts[activation]
-    onehot = np.eye(int(y.max()) + 1 if y.size else 1, dtype=x.dtype)[y]
+    onehot = np.eye(params[f"{names[-1]}.b"].shape[0], dtype=x.dtype)[y]
 
     def loss_fn(P):
         h = x

@@ -251,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("bench", help="run the benchmark suite (same as python -m benchmarks)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("benchmarks.suite").suite.main(a.rest))
+
     p = sub.add_parser("ir", help="the traced DAG, one equation per line")
     p.add_argument("model")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
