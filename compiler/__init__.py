@@ -57,8 +57,10 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
 
     t = time.perf_counter()
     fused = build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False)
+    inference = {k: _inference_form(e, graph.eval_subs) for k, (e, _) in graph.outputs.items()}
     programs = {
-        "forward": build_program("forward", graph, None, want_loss=False, want_outputs=True),
+        "forward": build_program("forward", graph, None, want_loss=False, want_outputs=True,
+                                 outputs=inference),
         "loss": slice_program(fused, "loss"),   # the same statements: the same rounding
         "loss_and_grad": fused,
     }
@@ -73,6 +75,18 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     text = render_module(graph, schedules, dtype, __version__, shown)
     timings["emit"] = time.perf_counter() - t
     return Compiled(text, graph, grads, schedules, timings, dtype, shown)
+
+
+def _inference_form(expr, subs: dict):
+    """Dropout off, batch norm on running statistics: replace train-mode nodes until none is left
+    (an inference form may itself contain the train form of an earlier layer)."""
+    from .optimize import substitute
+    while subs:
+        new = substitute(expr, subs, {})
+        if new == expr:
+            break
+        expr = new
+    return expr
 
 
 def fingerprint() -> str:

@@ -33,9 +33,8 @@ def canonicalize(graph: Graph) -> Graph:
 def rebuild(graph: Graph, rule) -> None:
     """Rebuild the DAG bottom-up, applying `rule(node, graph)` to each node with rebuilt operands.
     Lines and names follow the nodes they belonged to."""
-    roots = [graph.loss] + [e for e, _ in graph.outputs.values()]
     new: dict = {}
-    for node in forward_nodes(roots):
+    for node in forward_nodes(_roots(graph)):
         args = tuple(new.get(a, a) for a in node.args)
         fresh = node if args == node.args else node.func(*args)
         fresh = rule(fresh, graph, graph.lines.get(node, 0)) or fresh
@@ -45,8 +44,21 @@ def rebuild(graph: Graph, rule) -> None:
                 graph.lines.setdefault(fresh, graph.lines[node])
             if node in graph.hints and fresh not in graph.hints:
                 graph.hints[fresh] = graph.hints[node]
+    _remap(graph, new)
+
+
+def _roots(graph: Graph) -> list:
+    """Everything the later stages read: the loss, the outputs, their inference forms, and the
+    running-statistics updates."""
+    return ([graph.loss] + [e for e, _ in graph.outputs.values()] + list(graph.eval_subs.values())
+            + list(graph.state_updates.values()))
+
+
+def _remap(graph: Graph, new: dict) -> None:
     graph.loss = new.get(graph.loss, graph.loss)
     graph.outputs = {k: (new.get(e, e), s) for k, (e, s) in graph.outputs.items()}
+    graph.eval_subs = {new.get(k, k): new.get(v, v) for k, v in graph.eval_subs.items()}
+    graph.state_updates = {k: new.get(v, v) for k, v in graph.state_updates.items()}
 
 
 def _stable_rewrite(node, graph: Graph, line: int):
@@ -124,8 +136,7 @@ def _elementwise_region(root) -> list:
 
 
 def expose_named_values(graph: Graph) -> Graph:
-    roots = [graph.loss] + [e for e, _ in graph.outputs.values()]
-    order = forward_nodes(roots)
+    order = forward_nodes(_roots(graph))
     named = [n for n in order if isinstance(n, (sp.Add, sp.Mul)) and n in graph.hints]
     new: dict = {}
     for node in order:
@@ -144,8 +155,7 @@ def expose_named_values(graph: Graph) -> Graph:
                 graph.lines.setdefault(fresh, graph.lines[old])
             if old in graph.hints:
                 graph.hints[fresh] = graph.hints.pop(old)
-    graph.loss = new.get(graph.loss, graph.loss)
-    graph.outputs = {k: (new.get(e, e), s) for k, (e, s) in graph.outputs.items()}
+    _remap(graph, new)
     return graph
 
 

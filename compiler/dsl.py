@@ -28,7 +28,8 @@ from .shapes import (Shape, ShapeMismatch, broadcast, dim_expr, fmt, is_outer_br
 
 __all__ = ["Input", "Labels", "Param", "Tensor", "where", "linear", "mlp", "sum", "mean", "amax",
            "logsumexp", "softmax", "log_softmax", "softmax_cross_entropy", "mse", "sqrt",
-           "expand_dims", "reshape", "pick", "one_hot", "apply", "batch"]
+           "expand_dims", "reshape", "pick", "one_hot", "apply", "batch", "conv1d", "max_pool1d",
+           "avg_pool1d", "flatten", "layer_norm", "dropout", "batch_norm", "State"]
 
 batch = "B"  # the conventional name of the symbolic batch dimension
 
@@ -45,6 +46,9 @@ class Recorder:
     lines: dict = field(default_factory=dict)
     hints: dict = field(default_factory=dict)
     pending_init: dict = field(default_factory=dict)  # linear output expr -> (weight name, layer name)
+    eval_subs: dict = field(default_factory=dict)     # train-mode expr -> inference expr
+    state_updates: dict = field(default_factory=dict)  # state name -> expr of its new value
+    dropouts: int = 0
     layer_count: int = 0
 
     def line(self) -> int:
@@ -327,7 +331,8 @@ def sqrt(x):
 
 def _declare(name: str, shape, kind: str, **extra) -> Leaf:
     rec = recorder()
-    what = {"param": "Param", "input": "Input", "labels": "Labels"}[kind]
+    what = {"param": "Param", "input": "Input", "labels": "Labels", "seed": "dropout",
+            "state": "State"}[kind]
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
         raise error(f"bad name {name!r}", op=what, fix="use letters, digits, _ and . (e.g. 'hidden.W')")
     if name in rec.leaves:
@@ -339,7 +344,7 @@ def _declare(name: str, shape, kind: str, **extra) -> Leaf:
         if isinstance(d, bool) or not (isinstance(d, str) and d.isidentifier() or isinstance(d, int) and d > 0):
             raise error(f"bad dimension {d!r} in shape {shape}", op=what,
                         fix="dimensions are positive ints or names of symbolic sizes like 'B'")
-    if kind == "param" and any(isinstance(d, str) for d in shape):
+    if kind in ("param", "state") and any(isinstance(d, str) for d in shape):
         raise error(f"parameter {name!r} has a symbolic dimension {fmt(shape)}", op=what,
                     fix="parameters have fixed sizes; only inputs carry the batch dimension")
     symbol = sp.Symbol(name, real=True)
@@ -383,6 +388,15 @@ def Param(name: str, shape=(), init="auto", dtype: str = "float") -> Tensor:
     return Tensor(leaf.symbol, leaf.shape)
 
 
+def State(name: str, shape=(), init: str = "zeros") -> Tensor:
+    """A non-trainable array carried between steps (e.g. batch norm's running statistics): it is
+    read like a parameter, never differentiated, and its new value is returned by loss_and_grad."""
+    if not isinstance(init, str) or not INIT_RULES.match(init):
+        raise error(f"unknown init rule {init!r} for state {name!r}", op="State")
+    leaf = _declare(name, shape, "state", init=init)
+    return Tensor(leaf.symbol, leaf.shape)
+
+
 # ---- layers ----------------------------------------------------------------------------------
 
 def linear(x: Tensor, n_out: int, name: str | None = None, bias: bool = True, init: str = "auto") -> Tensor:
@@ -419,6 +433,132 @@ def mlp(x: Tensor, sizes, activation=None, name: str = "layer") -> Tensor:
         if i < len(sizes) - 1:
             x = act(x)
     return x
+
+
+def conv1d(x: Tensor, channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+           dilation: int = 1, name: str | None = None, bias: bool = True, init: str = "auto") -> Tensor:
+    """1-D convolution of x: (batch, length, in_channels) -> (batch, out_length, channels).
+
+    Weights `name.W`: (kernel_size, in_channels, channels), He/Xavier by fan-in = kernel_size ·
+    in_channels (set by the activation that follows); bias `name.b`: (channels,), zero. Computed as
+    im2col (a strided window view) followed by one matrix product.
+    """
+    rec = recorder()
+    x = _lift(x, "conv1d")
+    if x.ndim != 3 or not isinstance(x.shape[2], int):
+        raise error(f"conv1d takes (batch, length, channels), got {fmt(x.shape)}", op="conv1d",
+                    fix='reshape a (B, L) signal with reshape(x, ("B", L, 1)); channels come last')
+    for label, v, low in (("channels", channels, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                          ("padding", padding, 0), ("dilation", dilation, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise error(f"{label} must be an int >= {low}, got {v!r}", op="conv1d")
+    if name is None:
+        rec.layer_count += 1
+        name = f"conv{rec.layer_count}"
+    c_in = x.shape[2]
+    W = Param(f"{name}.W", (kernel_size, c_in, channels), init=init)
+    taps = apply(P.windows, x, kernel_size, stride, padding, dilation, op="conv1d")
+    patches = reshape(taps, (x.shape[0], taps.shape[1], kernel_size * c_in))
+    out = patches @ reshape(W, (kernel_size * c_in, channels))
+    if bias:
+        out = out + Param(f"{name}.b", (channels,), init="zeros")
+    if init == "auto":
+        rec.pending_init[out.expr] = (f"{name}.W", name)
+    rec.hints.setdefault(out.expr, f"{name}_pre")
+    return out
+
+
+def _pool(x, kernel_size, stride, padding, op):
+    x = _lift(x, op)
+    if x.ndim != 3:
+        raise error(f"{op} takes (batch, length, channels), got {fmt(x.shape)}", op=op,
+                    fix='channels come last: reshape(x, ("B", L, 1)) for a single-channel signal')
+    return apply(P.windows, x, kernel_size, stride or kernel_size, padding, 1, op=op)
+
+
+def max_pool1d(x, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
+    """Max over windows of `kernel_size` along the length (stride defaults to the window)."""
+    return amax(_pool(x, kernel_size, stride, padding, "max_pool1d"), axis=2)
+
+
+def avg_pool1d(x, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
+    """Mean over windows of `kernel_size` along the length (stride defaults to the window)."""
+    return mean(_pool(x, kernel_size, stride, padding, "avg_pool1d"), axis=2)
+
+
+def flatten(x) -> Tensor:
+    """(batch, ...) -> (batch, features)."""
+    x = _lift(x, "flatten")
+    features = 1
+    for d in x.shape[1:]:
+        if not isinstance(d, int):
+            raise error(f"flatten needs fixed sizes after the batch axis, got {fmt(x.shape)}", op="flatten")
+        features *= d
+    return reshape(x, (x.shape[0], features))
+
+
+def dropout(x, p: float = 0.5) -> Tensor:
+    """Training: zero each element with probability p and scale the rest by 1/(1-p), with a mask
+    drawn from the integer input `seed` (the runtime passes one per step); inference: identity."""
+    rec = recorder()
+    x = _lift(x, "dropout")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise error(f"p must be in [0, 1), got {p!r}", op="dropout")
+    if p == 0:
+        return x
+    seed = rec.leaves.get("seed") or _declare("seed", (), "seed")
+    rec.dropouts += 1
+    mask = P.keep_mask(seed.symbol, x.expr, sp.Float(p), sp.Integer(rec.dropouts))
+    rec.shapes(mask)
+    out = _record(x.expr * mask, x.shape)
+    rec.eval_subs[out.expr] = x.expr
+    rec.hints.setdefault(out.expr, f"dropped{rec.dropouts}")  # a named node survives SymPy's flattening
+    return out
+
+
+def batch_norm(x, name: str, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (the last axis) over the batch (and length) axes, then scale
+    `name.gamma` and shift `name.beta`. Training uses the batch's statistics and returns updated
+    running statistics (`name.running_mean`, `name.running_var`, state); inference uses those."""
+    rec = recorder()
+    x = _lift(x, "batch_norm")
+    if x.ndim < 2:
+        raise error(f"batch_norm takes (batch, ..., channels), got {fmt(x.shape)}", op="batch_norm")
+    c = x.shape[-1]
+    axes = tuple(range(x.ndim - 1))
+    gamma = Param(f"{name}.gamma", (c,), init="ones")
+    beta = Param(f"{name}.beta", (c,), init="zeros")
+    running_mean = State(f"{name}.running_mean", (c,), init="zeros")
+    running_var = State(f"{name}.running_var", (c,), init="ones")
+    mu = mean(x, axes, keepdims=True)
+    centred = x - mu
+    var = mean(centred * centred, axes, keepdims=True)
+    out = centred / sqrt(var + eps) * gamma + beta
+    inference = (x - running_mean) / sqrt(running_var + eps) * gamma + beta
+    rec.eval_subs[out.expr] = inference.expr
+    rec.hints.setdefault(inference.expr, name)
+    n = size(tuple(x.shape[a] for a in axes))
+    keep = sp.Float(1 - momentum)
+    rec.state_updates[running_mean.expr] = keep * running_mean.expr + momentum * reshape(mu, (c,)).expr
+    rec.state_updates[running_var.expr] = (keep * running_var.expr
+                                           + momentum * reshape(var, (c,)).expr * n / (n - 1))
+    rec.hints.setdefault(out.expr, name)
+    return out
+
+
+def layer_norm(x, name: str, eps: float = 1e-5) -> Tensor:
+    """Normalise each sample over its last axis, then scale `name.gamma` (ones) and shift
+    `name.beta` (zeros)."""
+    x = _lift(x, "layer_norm")
+    c = x.shape[-1]
+    gamma = Param(f"{name}.gamma", (c,), init="ones")
+    beta = Param(f"{name}.beta", (c,), init="zeros")
+    mu = mean(x, -1, keepdims=True)
+    centred = x - mu
+    var = mean(centred * centred, -1, keepdims=True)
+    out = centred / sqrt(var + eps) * gamma + beta
+    recorder().hints.setdefault(out.expr, name)
+    return out
 
 
 # ---- reductions and losses --------------------------------------------------------------------

@@ -78,18 +78,21 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
         used |= e.free_symbols
     leaves = [leaf for leaf in graph.leaves.values() if leaf.symbol in used]
     params = [leaf for leaf in graph.params if leaf.symbol in used or program.grads]
+    params += [leaf for leaf in graph.states if leaf.symbol in used]
     inputs = [leaf for leaf in graph.inputs if leaf.symbol in used]
     dims = sorted({s.name for s in used if s.is_Symbol and s.is_integer})
 
+    loaded = inputs + params
+    loads = [(names[leaf.symbol], "params" if leaf.kind in ("param", "state") else "inputs", leaf)
+             for leaf in loaded]
     if standalone:
         prologue = []
         for d in dims:
             leaf = next(lf for lf in graph.inputs if d in lf.shape)
             prologue.append(f"{d} = inputs[{leaf.name!r}].shape[{leaf.shape.index(d)}]")
+        prologue += [f"{var} = {where}[{leaf.name!r}]" for var, where, leaf in loads]
     else:
-        prologue = [f"{d} = dims[{d!r}]" for d in dims]
-    prologue += [f"{names[leaf.symbol]} = inputs[{leaf.name!r}]" for leaf in leaves if leaf.kind != "param"]
-    prologue += [f"{names[leaf.symbol]} = params[{leaf.name!r}]" for leaf in leaves if leaf.kind == "param"]
+        prologue = _checked_prologue(program.name, loads, dims, params, inputs)
 
     operands = set()
     for step in sched.steps:
@@ -150,10 +153,48 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
         else:
             body.append("")
             ret = loss_text + ", " + grads_dict()
+            if program.state:  # running statistics after this step
+                shapes_of = {leaf.name: leaf.shape for leaf in graph.states}
+                parts = [f"        {k!r}: {_materialize(printer, e, shapes_of[k], dtype, graph)},"
+                         for k, e in program.state.items()]
+                ret += ", {\n" + "\n".join(parts) + "\n    }"
     doc = _doc(program.name, graph, inputs, dtype)
     fn = FunctionCode(program.name, summary, doc, [p.name for p in params],
                       [i.name for i in inputs], prologue, body, ret)
     return fn, printer.helpers
+
+
+def _checked_prologue(fn_name, loads, dims, params, inputs) -> list[str]:
+    """Load the arrays and check the common case inline (names, shapes, dtypes, label ranges: a
+    few attribute reads); anything else goes to _validate, which says precisely what is wrong."""
+    lines = ["try:  # the arrays are what the module was compiled for?"]
+    lines += [f"    {var} = {where}[{leaf.name!r}]" for var, where, leaf in loads]
+    binders = {}
+    for var, where, leaf in loads:
+        for axis, d in enumerate(leaf.shape):
+            if isinstance(d, str) and d not in binders:
+                binders[d] = f"{var}.shape[{axis}]"
+                lines.append(f"    {d} = {var}.shape[{axis}]")
+    conds = [f"len(inputs) == {len(inputs)}"]
+    for var, where, leaf in loads:
+        shape = "(" + ", ".join(str(d) for d in leaf.shape) + ("," if len(leaf.shape) == 1 else "") + ")"
+        conds.append(f"{var}.shape == {shape}")
+        if leaf.kind in ("labels", "seed"):
+            conds.append(f"{var}.dtype == np.int64")
+            if leaf.kind == "labels":
+                conds.append(f"{var}.view(np.uint64).max() < {leaf.classes}")
+        else:
+            conds.append(f"{var}.dtype == DTYPE")
+    lines.append("    ok = (" + conds[0])
+    lines += [f"          and {c}" for c in conds[1:]]
+    lines[-1] += ")"
+    lines += ["except (KeyError, AttributeError, IndexError, TypeError, ValueError):", "    ok = False",
+              "if not ok:",
+              f"    dims = _validate({fn_name!r}, params, inputs, {[p.name for p in params]}, "
+              f"{[i.name for i in inputs]})"]
+    lines += [f"    {d} = dims[{d!r}]" for d in dims]
+    lines += [f"    {var} = {where}[{leaf.name!r}]" for var, where, leaf in loads]
+    return lines
 
 
 def _is_backward(st, sched) -> bool:
@@ -176,7 +217,8 @@ def _materialize(printer: Printer, expr: sp.Expr, shape: Shape, dtype: str, grap
 def _doc(name: str, graph: Graph, inputs, dtype: str) -> list[str]:
     lines = ["Inputs:" if inputs else "Inputs: none"]
     for leaf in inputs:
-        kind = f"int64 labels in [0, {leaf.classes})" if leaf.kind == "labels" else dtype
+        kind = {"labels": f"int64 labels in [0, {leaf.classes})",
+                "seed": "int64 seed of the dropout masks"}.get(leaf.kind, dtype)
         lines.append(f"    {leaf.name}: {fmt(leaf.shape)} {kind}")
     lines.append("Returns:")
     if name == "forward":
@@ -190,6 +232,10 @@ def _doc(name: str, graph: Graph, inputs, dtype: str) -> list[str]:
         lines.append(f"    loss: scalar {dtype}, and the gradient of each parameter:")
         for leaf in graph.params:
             lines.append(f"    {leaf.name!r}: {fmt(leaf.shape)} {dtype}")
+        if graph.states:
+            lines.append("    and, third, the new value of each state array (running statistics):")
+            for leaf in graph.states:
+                lines.append(f"    {leaf.name!r}: {fmt(leaf.shape)} {dtype}")
     return lines
 
 
@@ -217,16 +263,19 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
            "ratio": f"{bwd_ops / fwd_ops:.2f}" if fwd_ops else "n/a", "shared": lag.program.shared}
     label_dtype = "int64"
     inputs = [{"name": leaf.name, "shape": _shape_literal(leaf.shape),
-               "dtype": label_dtype if leaf.kind == "labels" else dtype, "classes": leaf.classes}
+               "dtype": label_dtype if leaf.kind in ("labels", "seed") else dtype,
+               "classes": leaf.classes}
               for leaf in graph.inputs]
     params = [{"name": leaf.name, "shape": _shape_literal(leaf.shape), "init": leaf.init}
               for leaf in graph.params]
+    states = [{"name": leaf.name, "shape": _shape_literal(leaf.shape), "init": leaf.init}
+              for leaf in graph.states]
     outputs = [{"name": k, "shape": _shape_literal(shape)} for k, (_, shape) in graph.outputs.items()]
     title = os.path.splitext(os.path.basename(model_path))[0]
     notes = sorted({f"{_line_ref(graph, line)}: {text}" if line else text for line, text in graph.notes})
     return _ENV.get_template("module.py.j2").render(
         title=title, version=version, model_path=model_path, sha256=graph.sha256, dtype=dtype,
-        ops=ops, notes=notes, params=params, inputs=inputs, outputs=outputs,
+        ops=ops, notes=notes, params=params, states=states, inputs=inputs, outputs=outputs,
         outputs_doc="{" + ", ".join(f"{k!r}: array" for k in graph.outputs) + "}",
         helpers=[h.helper.rstrip("\n") for h in sorted(helpers, key=lambda h: h.__name__)],
         functions=functions)

@@ -46,7 +46,7 @@ class Leaf:
     name: str
     symbol: sp.Symbol
     shape: Shape
-    kind: str                 # "input" | "labels" | "param"
+    kind: str                 # "input" | "labels" | "seed" | "param" | "state"
     line: int
     init: str | None = None   # params only
     classes: int | None = None  # labels only
@@ -113,6 +113,8 @@ class Graph:
     lines: dict[sp.Basic, int] = field(default_factory=dict)   # node -> model-file line
     hints: dict[sp.Basic, str] = field(default_factory=dict)   # node -> readable name
     notes: list[tuple[int, str]] = field(default_factory=list)  # (line, rewrite that fired)
+    eval_subs: dict = field(default_factory=dict)     # train-mode node -> its inference form
+    state_updates: dict = field(default_factory=dict)  # state name -> its new value after a step
 
     @property
     def params(self) -> list[Leaf]:
@@ -120,7 +122,11 @@ class Graph:
 
     @property
     def inputs(self) -> list[Leaf]:
-        return [leaf for leaf in self.leaves.values() if leaf.kind != "param"]
+        return [leaf for leaf in self.leaves.values() if leaf.kind not in ("param", "state")]
+
+    @property
+    def states(self) -> list[Leaf]:
+        return [leaf for leaf in self.leaves.values() if leaf.kind == "state"]
 
     def source_line(self, line: int) -> str:
         lines = self.source.splitlines()

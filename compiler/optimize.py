@@ -37,10 +37,11 @@ class Program:
     outputs: dict[str, sp.Expr] = field(default_factory=dict)
     grads: dict[str, sp.Expr] = field(default_factory=dict)
     shared: int = 0                # subexpressions `cse` extracted
+    state: dict[str, sp.Expr] = field(default_factory=dict)  # new values of state arrays
 
     def results(self) -> list[sp.Expr]:
         out = [] if self.loss is None else [self.loss]
-        return out + list(self.outputs.values()) + list(self.grads.values())
+        return out + list(self.outputs.values()) + list(self.grads.values()) + list(self.state.values())
 
 
 def substitute(expr: sp.Basic, mapping: dict, memo: dict) -> sp.Basic:
@@ -112,7 +113,7 @@ def _without_stop_gradient(expr: sp.Basic, memo: dict) -> sp.Basic:
 
 
 def build_program(name: str, graph: Graph, backward: Backward | None, *, want_loss: bool,
-                  want_outputs: bool) -> Program:
+                  want_outputs: bool, outputs: dict | None = None) -> Program:
     """Statements for one generated function: forward values, adjoints, shared subexpressions."""
     shapes = graph.shapes
     adjoint_stmts, grads = [], {}
@@ -121,9 +122,11 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
         adjoint_stmts, _ = _fold_adjoints(backward, graph, grad_symbols)
         grads = dict(backward.grads)
 
+    outputs_in = {k: e for k, (e, _) in graph.outputs.items()} if outputs is None else outputs
+    state_in = graph.state_updates if backward is not None else {}
     forward_roots = ([graph.loss] if want_loss else []) + \
-        ([e for e, _ in graph.outputs.values()] if want_outputs else [])
-    in_forward = forward_nodes([graph.loss] + [e for e, _ in graph.outputs.values()])
+        (list(outputs_in.values()) if want_outputs else []) + list(state_in.values())
+    in_forward = forward_nodes([graph.loss] + list(outputs_in.values()) + list(state_in.values()))
     used = set(forward_nodes(forward_roots + [e for _, e in adjoint_stmts]))
     points = [n for n in in_forward if n in used and n in graph.hints]
     bound = {node: sp.Symbol(f"_{name}_fwd{i}", real=True) for i, node in enumerate(points)}
@@ -143,8 +146,9 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
         statements.append(Statement(adj.symbol, lower(expr), "backward", adj.node,
                                     graph.lines.get(adj.node, 0), (1, j, 0)))
     loss = lower(graph.loss) if want_loss else None
-    outputs = {k: lower(e) for k, (e, _) in graph.outputs.items()} if want_outputs else {}
-    program = share_subexpressions(Program(name, statements, loss, outputs, grads), shapes)
+    outs = {k: lower(e) for k, e in outputs_in.items()} if want_outputs else {}
+    state = {k: lower(e) for k, e in state_in.items()}
+    program = share_subexpressions(Program(name, statements, loss, outs, grads, state=state), shapes)
     return merge_aliases(program)
 
 
@@ -188,7 +192,8 @@ def merge_aliases(program: Program) -> Program:
                    None if program.loss is None else substitute(program.loss, rename, memo),
                    {k: substitute(e, rename, memo) for k, e in program.outputs.items()},
                    {k: substitute(e, rename, memo) for k, e in program.grads.items()},
-                   program.shared - len(rename))
+                   program.shared - len(rename),
+                   {k: substitute(e, rename, memo) for k, e in program.state.items()})
 
 
 def share_subexpressions(program: Program, shapes) -> Program:
@@ -220,9 +225,9 @@ def share_subexpressions(program: Program, shapes) -> Program:
     for s in new_stmts:
         for sym in s.expr.free_symbols:
             users.setdefault(sym, []).append((s.priority, s.line))
-    n_forward_results = len(results) - len(program.grads)
+    n_forward_results = len(results) - len(program.grads) - len(program.state)
     for k, e in enumerate(reduced[len(stmts):]):
-        section = 0 if k < n_forward_results else 1  # loss and outputs, or gradients
+        section = 0 if k < n_forward_results or k >= n_forward_results + len(program.grads) else 1
         for sym in e.free_symbols:
             users.setdefault(sym, []).append(((section, 10**9), 0))
     for sym, expr in kept:
@@ -239,5 +244,7 @@ def share_subexpressions(program: Program, shapes) -> Program:
     rest = reduced[len(stmts):]
     loss = rest.pop(0) if program.loss is not None else None
     outputs = dict(zip(program.outputs, rest[: len(program.outputs)]))
-    grads = dict(zip(program.grads, rest[len(program.outputs):]))
-    return Program(program.name, shared + new_stmts, loss, outputs, grads, shared=len(kept))
+    rest = rest[len(program.outputs):]
+    grads = dict(zip(program.grads, rest[: len(program.grads)]))
+    state = dict(zip(program.state, rest[len(program.grads):]))
+    return Program(program.name, shared + new_stmts, loss, outputs, grads, shared=len(kept), state=state)

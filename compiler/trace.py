@@ -70,4 +70,9 @@ def trace_source(source: str, path: str) -> Graph:
     return Graph(path=path, source=source, sha256=hashlib.sha256(source.encode()).hexdigest(),
                  leaves=rec.leaves, loss=loss.expr,
                  outputs={k: (v.expr, v.shape) for k, v in outputs.items()},
-                 shapes=rec.shapes, lines=rec.lines, hints=rec.hints)
+                 shapes=rec.shapes, lines=rec.lines, hints=rec.hints, eval_subs=rec.eval_subs,
+                 state_updates={leaf_name(rec, k): v for k, v in rec.state_updates.items()})
+
+
+def leaf_name(rec, symbol) -> str:
+    return next(leaf.name for leaf in rec.leaves.values() if leaf.symbol == symbol)

@@ -24,7 +24,9 @@ def random_inputs(model: Model, batch: int = 4, seed: int = 0) -> dict[str, np.n
     out = {}
     for name, (shape, dtype) in model.inputs_spec.items():
         concrete = tuple(batch if isinstance(d, str) else d for d in shape)
-        if dtype == "int64":
+        if name not in model.label_classes and dtype == "int64":  # the dropout seed
+            out[name] = np.int64(seed)
+        elif dtype == "int64":
             out[name] = rng.integers(0, model.label_classes[name], size=concrete)
         else:
             out[name] = rng.standard_normal(concrete).astype(model.dtype)
@@ -50,10 +52,10 @@ def check_gradients(model: Model, params: dict, inputs: dict, eps: float = 1e-5,
                     max_per_param: int | None = None, seed: int = 0, floor: float = 1e-8):
     """Compare `loss_and_grad` with central differences for every parameter (or a sample)."""
     params = {k: np.array(v, copy=True) for k, v in params.items()}
-    _, grads = model.loss_and_grad(params, **inputs)
+    _, grads, _ = model.step(params, **inputs)
     rng = np.random.default_rng(seed)
     results = []
-    for name in model.params_spec:
+    for name in model.params_spec:  # trainable parameters only (not running statistics)
         theta = params[name]
         all_idx = list(np.ndindex(theta.shape)) if theta.shape else [()]
         if max_per_param is not None and len(all_idx) > max_per_param:

@@ -50,6 +50,16 @@ class Model:
         return self.module.INPUTS
 
     @property
+    def states_spec(self) -> dict:
+        """Non-trainable arrays (running statistics) that travel in `params` beside the weights."""
+        return getattr(self.module, "STATE", {})
+
+    @property
+    def needs_seed(self) -> bool:
+        """The model uses dropout: each training step passes an integer `seed`."""
+        return "seed" in self.inputs_spec
+
+    @property
     def dtype(self):
         return self.module.DTYPE
 
@@ -64,8 +74,11 @@ class Model:
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Biases 0, weights N(0, σ) with σ from fan-in (He) or fan-in + fan-out (Xavier); seeded."""
         rng = np.random.default_rng(seed)
-        return {name: init_array(rule, shape, self.dtype, rng)
-                for name, (shape, _, rule) in self.params_spec.items()}
+        params = {name: init_array(rule, shape, self.dtype, rng)
+                  for name, (shape, _, rule) in self.params_spec.items()}
+        params.update({name: init_array(rule, shape, self.dtype, rng)
+                       for name, (shape, _, rule) in self.states_spec.items()})
+        return params
 
     def forward(self, params, **inputs):
         return self.module.forward(params, **inputs)
@@ -75,3 +88,8 @@ class Model:
 
     def loss_and_grad(self, params, **inputs):
         return self.module.loss_and_grad(params, **inputs)
+
+    def step(self, params, **inputs):
+        """(loss, grads, new_state): the state dict is empty for models without running statistics."""
+        out = self.module.loss_and_grad(params, **inputs)
+        return out if len(out) == 3 else (out[0], out[1], {})

@@ -65,7 +65,7 @@ class Binding:
 
 def bind(model: Model, data: Dataset) -> Binding:
     floats = [n for n, (shape, dtype) in model.inputs_spec.items() if dtype != "int64"]
-    labels = [n for n, (shape, dtype) in model.inputs_spec.items() if dtype == "int64"]
+    labels = [n for n in model.inputs_spec if n in model.label_classes]
     if len(floats) != 1 or len(labels) != 1:
         raise DataError(f"training on a data set needs a model with one float Input and one Labels; "
                         f"this one has inputs {sorted(model.inputs_spec)}")
@@ -89,12 +89,19 @@ def evaluate(model: Model, params: dict, x: np.ndarray, y: np.ndarray, binding: 
     total, correct, preds = 0.0, 0, []
     for start in range(0, len(x), batch):
         xb, yb = x[start:start + batch], y[start:start + batch]
-        inputs = {binding.x: xb, binding.y: yb}
-        total += float(model.loss(params, **inputs)) * len(xb)
-        if binding.logits:
-            p = np.argmax(model.forward(params, **inputs)[binding.logits], axis=1)
+        if binding.logits:  # inference mode: dropout off, batch norm on running statistics
+            z = model.forward(params, **{binding.x: xb})[binding.logits].astype(np.float64)
+            m = z.max(axis=1, keepdims=True)
+            lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
+            total += float(np.sum(lse - z[np.arange(len(yb)), yb]))
+            p = np.argmax(z, axis=1)
             correct += int(np.sum(p == yb))
             preds.append(p)
+        else:
+            inputs = {binding.x: xb, binding.y: yb}
+            if model.needs_seed:
+                inputs["seed"] = np.int64(0)
+            total += float(model.loss(params, **inputs)) * len(xb)
     out = {"loss": total / len(x)}
     if binding.logits:
         out["acc"] = correct / len(x)
@@ -140,7 +147,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print) -> TrainR
         log(f"resumed from {ckpt_path}: epoch {epoch} + {batch_done} batches, step {step}")
     else:
         params = model.init_params(config.seed)
-        opt_state = optimizer.init(params)
+        opt_state = optimizer.init({k: params[k] for k in model.params_spec})
         epoch, batch_done, step, history = 0, 0, 0, []
         open(metrics_path, "w").close()
 
@@ -161,11 +168,15 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print) -> TrainR
             losses = []
             for b in range(batch_done, steps_per_epoch):
                 idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-                loss, grads = model.loss_and_grad(params, **{binding.x: x_train[idx],
-                                                             binding.y: y_train[idx]})
+                inputs = {binding.x: x_train[idx], binding.y: y_train[idx]}
+                if model.needs_seed:  # a fresh, reproducible dropout mask for every step
+                    inputs["seed"] = np.int64(config.seed * 1_000_003 + step)
+                loss, grads, running = model.step(params, **inputs)
                 _check_finite(loss, grads, step, epoch, b, ckpt_path)
-                new_params, new_state = optimizer.update(params, grads, opt_state,
+                trainable = {k: params[k] for k in grads}
+                new_params, new_state = optimizer.update(trainable, grads, opt_state,
                                                          schedule(step, steps_per_epoch))
+                new_params = {**params, **new_params, **running}
                 params, opt_state, step = new_params, new_state, step + 1  # one atomic hand-over
                 batch_done = b + 1
                 losses.append(float(loss))

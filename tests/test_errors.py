@@ -118,7 +118,7 @@ def test_module_label_range_and_type(digits):
     model, params = digits
     with pytest.raises(ValueError, match=r"class indices in \[0, 10\), got values in \[0, 10\]"):
         model.loss(params, x=np.zeros((2, 64)), y=np.array([0, 10]))
-    with pytest.raises(ValueError, match="must be integers"):
+    with pytest.raises(ValueError, match="must hold integers"):
         model.loss(params, x=np.zeros((2, 64)), y=np.array([0.0, 1.0]))
 
 

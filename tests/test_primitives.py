@@ -34,6 +34,8 @@ def test_gradient_matches_central_differences(tmp_path, rule, seed):
     rng = np.random.default_rng(seed)
     params = {name: rng.uniform(lo, hi, size=shape) for name, (shape, (lo, hi)) in check.params.items()}
     inputs = {name: rng.integers(0, classes, size=shape) for name, (shape, classes) in check.labels.items()}
+    if model.needs_seed:
+        inputs["seed"] = np.int64(seed + 11)
     loss, grads = model.loss_and_grad(params, **inputs)
     assert np.isclose(loss, model.loss(params, **inputs), rtol=1e-14, atol=0)
     numeric = central_difference(model, params, inputs)

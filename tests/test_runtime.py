@@ -126,11 +126,11 @@ class Interrupting:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-    def loss_and_grad(self, params, **inputs):
+    def step(self, params, **inputs):
         self.calls += 1
         if self.calls == self.at:
             raise KeyboardInterrupt
-        return self.model.loss_and_grad(params, **inputs)
+        return self.model.step(params, **inputs)
 
 
 def test_ctrl_c_saves_and_resume_mid_epoch_is_exact(tmp_path, digits_model, digits_data):

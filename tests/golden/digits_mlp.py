@@ -27,6 +27,11 @@ PARAMS = {
     "out.b": ((10,), "float64", "zeros"),
 }
 
+# non-trainable arrays passed in `params` too (running statistics): name: (shape, dtype, init rule);
+# loss_and_grad returns their new values as a third result
+STATE = {
+}
+
 # name: (shape, dtype); strings are symbolic sizes bound from the arrays passed in
 INPUTS = {
     "x": (('B', 64), "float64"),
@@ -44,24 +49,10 @@ class InputError(ValueError):
     """An array passed to this module does not match what the module was compiled for."""
 
 
-_VALIDATED = {}  # names, shapes and dtypes already checked -> the symbolic sizes they bind
-
-
 def _validate(where, params, inputs, param_names, input_names):
-    """Check names, shapes, dtypes and label ranges; return the symbolic sizes, e.g. {"B": 64}.
-
-    Shapes and dtypes seen before are not checked again; label values are checked on every call.
-    """
-    try:
-        key = (where, tuple(inputs), *[(inputs[n].shape, inputs[n].dtype) for n in input_names],
-               *[(params[n].shape, params[n].dtype) for n in param_names])
-        dims = _VALIDATED.get(key)
-    except (KeyError, AttributeError, TypeError):
-        key, dims = None, None
-    if dims is None:
-        dims = _validate_fully(where, params, inputs, param_names, input_names)
-        if key is not None and len(_VALIDATED) < 256:
-            _VALIDATED[key] = dims
+    """Find what is wrong with the arrays passed in (names, shapes, dtypes, label ranges) and say so;
+    return the symbolic sizes, e.g. {"B": 64}. Each function checks the common case inline first."""
+    dims = _validate_fully(where, params, inputs, param_names, input_names)
     for name in input_names:
         if name in LABEL_CLASSES:
             _check_labels(where, name, inputs[name], LABEL_CLASSES[name])
@@ -92,8 +83,8 @@ def _validate_fully(where, params, inputs, param_names, input_names):
     for name in param_names:
         if name not in params:
             raise InputError(f"{where}: missing parameter {name!r} in params "
-                             f"(expected shape {_shape_text(PARAMS[name][0])})")
-        _match(where, "parameter", name, params[name], *PARAMS[name][:2], dims)
+                             f"(expected shape {_shape_text((PARAMS.get(name) or STATE[name])[0])})")
+        _match(where, "parameter", name, params[name], *(PARAMS.get(name) or STATE[name])[:2], dims)
     return dims
 
 
@@ -117,8 +108,8 @@ def _match(where, kind, name, value, shape, dtype, dims):
                              f"compiled for {_shape_text(shape)} (axis {axis} must be {want})")
     if dtype == "int64":
         if value.dtype.kind not in "iu":
-            raise InputError(f"{where}: {kind} {name!r} holds class labels and must be integers, "
-                             f"got {value.dtype}; use .astype(np.int64)")
+            raise InputError(f"{where}: {kind} {name!r} must hold integers, got {value.dtype}; "
+                             "use .astype(np.int64)")
     elif value.dtype != DTYPE:
         raise InputError(f"{where}: {kind} {name!r} has dtype {value.dtype} but the module was "
                          f"compiled for {dtype}; cast with .astype(np.{dtype}) or recompile with "
@@ -133,12 +124,33 @@ def forward(params, **inputs):
     Returns:
         logits: (B, 10) float64
     """
-    dims = _validate("forward", params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x'])
-    x = inputs['x']
-    hidden_W = params['hidden.W']
-    hidden_b = params['hidden.b']
-    out_W = params['out.W']
-    out_b = params['out.b']
+    try:  # the arrays are what the module was compiled for?
+        x = inputs['x']
+        hidden_W = params['hidden.W']
+        hidden_b = params['hidden.b']
+        out_W = params['out.W']
+        out_b = params['out.b']
+        B = x.shape[0]
+        ok = (len(inputs) == 1
+              and x.shape == (B, 64)
+              and x.dtype == DTYPE
+              and hidden_W.shape == (64, 128)
+              and hidden_W.dtype == DTYPE
+              and hidden_b.shape == (128,)
+              and hidden_b.dtype == DTYPE
+              and out_W.shape == (128, 10)
+              and out_W.dtype == DTYPE
+              and out_b.shape == (10,)
+              and out_b.dtype == DTYPE)
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = _validate('forward', params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x'])
+        x = inputs['x']
+        hidden_W = params['hidden.W']
+        hidden_b = params['hidden.b']
+        out_W = params['out.W']
+        out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
     hidden_pre = hidden_b + x @ hidden_W  # (B, 128)  digits_mlp.py:7
@@ -158,14 +170,39 @@ def loss(params, **inputs):
     Returns:
         loss: scalar float64
     """
-    dims = _validate("loss", params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x', 'y'])
-    B = dims['B']
-    x = inputs['x']
-    y = inputs['y']
-    hidden_W = params['hidden.W']
-    hidden_b = params['hidden.b']
-    out_W = params['out.W']
-    out_b = params['out.b']
+    try:  # the arrays are what the module was compiled for?
+        x = inputs['x']
+        y = inputs['y']
+        hidden_W = params['hidden.W']
+        hidden_b = params['hidden.b']
+        out_W = params['out.W']
+        out_b = params['out.b']
+        B = x.shape[0]
+        ok = (len(inputs) == 2
+              and x.shape == (B, 64)
+              and x.dtype == DTYPE
+              and y.shape == (B,)
+              and y.dtype == np.int64
+              and y.view(np.uint64).max() < 10
+              and hidden_W.shape == (64, 128)
+              and hidden_W.dtype == DTYPE
+              and hidden_b.shape == (128,)
+              and hidden_b.dtype == DTYPE
+              and out_W.shape == (128, 10)
+              and out_W.dtype == DTYPE
+              and out_b.shape == (10,)
+              and out_b.dtype == DTYPE)
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = _validate('loss', params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x', 'y'])
+        B = dims['B']
+        x = inputs['x']
+        y = inputs['y']
+        hidden_W = params['hidden.W']
+        hidden_b = params['hidden.b']
+        out_W = params['out.W']
+        out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
     hidden_pre = hidden_b + x @ hidden_W  # (B, 128)  digits_mlp.py:7
@@ -195,14 +232,39 @@ def loss_and_grad(params, **inputs):
         'out.W': (128, 10) float64
         'out.b': (10,) float64
     """
-    dims = _validate("loss_and_grad", params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x', 'y'])
-    B = dims['B']
-    x = inputs['x']
-    y = inputs['y']
-    hidden_W = params['hidden.W']
-    hidden_b = params['hidden.b']
-    out_W = params['out.W']
-    out_b = params['out.b']
+    try:  # the arrays are what the module was compiled for?
+        x = inputs['x']
+        y = inputs['y']
+        hidden_W = params['hidden.W']
+        hidden_b = params['hidden.b']
+        out_W = params['out.W']
+        out_b = params['out.b']
+        B = x.shape[0]
+        ok = (len(inputs) == 2
+              and x.shape == (B, 64)
+              and x.dtype == DTYPE
+              and y.shape == (B,)
+              and y.dtype == np.int64
+              and y.view(np.uint64).max() < 10
+              and hidden_W.shape == (64, 128)
+              and hidden_W.dtype == DTYPE
+              and hidden_b.shape == (128,)
+              and hidden_b.dtype == DTYPE
+              and out_W.shape == (128, 10)
+              and out_W.dtype == DTYPE
+              and out_b.shape == (10,)
+              and out_b.dtype == DTYPE)
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = _validate('loss_and_grad', params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x', 'y'])
+        B = dims['B']
+        x = inputs['x']
+        y = inputs['y']
+        hidden_W = params['hidden.W']
+        hidden_b = params['hidden.b']
+        out_W = params['out.W']
+        out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
     hidden_pre = hidden_b + x @ hidden_W  # (B, 128)  digits_mlp.py:7
@@ -227,7 +289,7 @@ def loss_and_grad(params, **inputs):
     del h
     # grad of digits_mlp.py:7: h = relu(linear(x, 128, name="hidden"))  # He-normal init: ReLU follows
     d_h = d_logits @ out_W.T  # (B, 128)
-    d_hidden_pre = np.where(hidden_pre > 0, d_h, 0)  # (B, 128)
+    d_hidden_pre = d_h*(hidden_pre > 0)  # (B, 128)
     del hidden_pre, d_h
     d_hidden_W = x.T @ d_hidden_pre  # (64, 128)
     d_hidden_b = d_hidden_pre.sum(axis=0)  # (128,)

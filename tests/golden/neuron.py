@@ -25,6 +25,11 @@ PARAMS = {
     "b": ((), "float64", "zeros"),
 }
 
+# non-trainable arrays passed in `params` too (running statistics): name: (shape, dtype, init rule);
+# loss_and_grad returns their new values as a third result
+STATE = {
+}
+
 # name: (shape, dtype); strings are symbolic sizes bound from the arrays passed in
 INPUTS = {
     "x": (('B', 3), "float64"),
@@ -42,24 +47,10 @@ class InputError(ValueError):
     """An array passed to this module does not match what the module was compiled for."""
 
 
-_VALIDATED = {}  # names, shapes and dtypes already checked -> the symbolic sizes they bind
-
-
 def _validate(where, params, inputs, param_names, input_names):
-    """Check names, shapes, dtypes and label ranges; return the symbolic sizes, e.g. {"B": 64}.
-
-    Shapes and dtypes seen before are not checked again; label values are checked on every call.
-    """
-    try:
-        key = (where, tuple(inputs), *[(inputs[n].shape, inputs[n].dtype) for n in input_names],
-               *[(params[n].shape, params[n].dtype) for n in param_names])
-        dims = _VALIDATED.get(key)
-    except (KeyError, AttributeError, TypeError):
-        key, dims = None, None
-    if dims is None:
-        dims = _validate_fully(where, params, inputs, param_names, input_names)
-        if key is not None and len(_VALIDATED) < 256:
-            _VALIDATED[key] = dims
+    """Find what is wrong with the arrays passed in (names, shapes, dtypes, label ranges) and say so;
+    return the symbolic sizes, e.g. {"B": 64}. Each function checks the common case inline first."""
+    dims = _validate_fully(where, params, inputs, param_names, input_names)
     for name in input_names:
         if name in LABEL_CLASSES:
             _check_labels(where, name, inputs[name], LABEL_CLASSES[name])
@@ -90,8 +81,8 @@ def _validate_fully(where, params, inputs, param_names, input_names):
     for name in param_names:
         if name not in params:
             raise InputError(f"{where}: missing parameter {name!r} in params "
-                             f"(expected shape {_shape_text(PARAMS[name][0])})")
-        _match(where, "parameter", name, params[name], *PARAMS[name][:2], dims)
+                             f"(expected shape {_shape_text((PARAMS.get(name) or STATE[name])[0])})")
+        _match(where, "parameter", name, params[name], *(PARAMS.get(name) or STATE[name])[:2], dims)
     return dims
 
 
@@ -115,8 +106,8 @@ def _match(where, kind, name, value, shape, dtype, dims):
                              f"compiled for {_shape_text(shape)} (axis {axis} must be {want})")
     if dtype == "int64":
         if value.dtype.kind not in "iu":
-            raise InputError(f"{where}: {kind} {name!r} holds class labels and must be integers, "
-                             f"got {value.dtype}; use .astype(np.int64)")
+            raise InputError(f"{where}: {kind} {name!r} must hold integers, got {value.dtype}; "
+                             "use .astype(np.int64)")
     elif value.dtype != DTYPE:
         raise InputError(f"{where}: {kind} {name!r} has dtype {value.dtype} but the module was "
                          f"compiled for {dtype}; cast with .astype(np.{dtype}) or recompile with "
@@ -131,10 +122,25 @@ def forward(params, **inputs):
     Returns:
         o: (B,) float64
     """
-    dims = _validate("forward", params, inputs, ['w', 'b'], ['x'])
-    x = inputs['x']
-    w = params['w']
-    b = params['b']
+    try:  # the arrays are what the module was compiled for?
+        x = inputs['x']
+        w = params['w']
+        b = params['b']
+        B = x.shape[0]
+        ok = (len(inputs) == 1
+              and x.shape == (B, 3)
+              and x.dtype == DTYPE
+              and w.shape == (3,)
+              and w.dtype == DTYPE
+              and b.shape == ()
+              and b.dtype == DTYPE)
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = _validate('forward', params, inputs, ['w', 'b'], ['x'])
+        x = inputs['x']
+        w = params['w']
+        b = params['b']
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
@@ -150,12 +156,30 @@ def loss(params, **inputs):
     Returns:
         loss: scalar float64
     """
-    dims = _validate("loss", params, inputs, ['w', 'b'], ['x', 't'])
-    B = dims['B']
-    x = inputs['x']
-    t = inputs['t']
-    w = params['w']
-    b = params['b']
+    try:  # the arrays are what the module was compiled for?
+        x = inputs['x']
+        t = inputs['t']
+        w = params['w']
+        b = params['b']
+        B = x.shape[0]
+        ok = (len(inputs) == 2
+              and x.shape == (B, 3)
+              and x.dtype == DTYPE
+              and t.shape == (B,)
+              and t.dtype == DTYPE
+              and w.shape == (3,)
+              and w.dtype == DTYPE
+              and b.shape == ()
+              and b.dtype == DTYPE)
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = _validate('loss', params, inputs, ['w', 'b'], ['x', 't'])
+        B = dims['B']
+        x = inputs['x']
+        t = inputs['t']
+        w = params['w']
+        b = params['b']
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
@@ -177,12 +201,30 @@ def loss_and_grad(params, **inputs):
         'w': (3,) float64
         'b': () float64
     """
-    dims = _validate("loss_and_grad", params, inputs, ['w', 'b'], ['x', 't'])
-    B = dims['B']
-    x = inputs['x']
-    t = inputs['t']
-    w = params['w']
-    b = params['b']
+    try:  # the arrays are what the module was compiled for?
+        x = inputs['x']
+        t = inputs['t']
+        w = params['w']
+        b = params['b']
+        B = x.shape[0]
+        ok = (len(inputs) == 2
+              and x.shape == (B, 3)
+              and x.dtype == DTYPE
+              and t.shape == (B,)
+              and t.dtype == DTYPE
+              and w.shape == (3,)
+              and w.dtype == DTYPE
+              and b.shape == ()
+              and b.dtype == DTYPE)
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = _validate('loss_and_grad', params, inputs, ['w', 'b'], ['x', 't'])
+        B = dims['B']
+        x = inputs['x']
+        t = inputs['t']
+        w = params['w']
+        b = params['b']
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
