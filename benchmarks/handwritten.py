@@ -65,3 +65,50 @@ def make_matmul_floor(names: list[str]):
                 d = d @ params[f"{names[i]}.W"].T
         return None
     return floor
+
+
+def make_cnn_loss_and_grad(layers):
+    """The MNIST-1D CNN by hand: im2col through a strided window view, one matmul per layer, col2im by
+    adding each tap back (channels last, as symgrad's conv1d)."""
+    def windows(x, k, stride, padding):
+        x = np.pad(x, ((0, 0), (padding, padding), (0, 0)))
+        v = np.lib.stride_tricks.sliding_window_view(x, k, axis=1)[:, ::stride]  # (N, L_out, C, k)
+        return v.transpose(0, 1, 3, 2)
+
+    def loss_and_grad(params, x, y):
+        B = x.shape[0]
+        h = x.reshape(B, -1, 1)
+        cache = []
+        for name, k, stride, padding in layers:
+            W = params[f"{name}.W"]
+            patches = windows(h, k, stride, padding).reshape(B, -1, k * h.shape[2])
+            z = patches @ W.reshape(-1, W.shape[2])
+            z += params[f"{name}.b"]
+            cache.append((h.shape, patches, z))
+            h = np.maximum(z, 0)
+        flat = h.reshape(B, -1)
+        logits = flat @ params["out.W"] + params["out.b"]
+        m = logits.max(axis=1, keepdims=True)
+        e = np.exp(logits - m)
+        s = e.sum(axis=1, keepdims=True)
+        rows = np.arange(B)
+        loss = (np.log(s[:, 0]) + m[:, 0] - logits[rows, y]).mean()
+        d = e / (s * B)
+        d[rows, y] -= 1.0 / B
+        grads = {"out.W": flat.T @ d, "out.b": d.sum(axis=0)}
+        dh = (d @ params["out.W"].T).reshape(h.shape)
+        for (name, k, stride, padding), (in_shape, patches, z) in zip(reversed(layers), reversed(cache)):
+            W = params[f"{name}.W"]
+            dz = dh * (z > 0)
+            grads[f"{name}.W"] = np.tensordot(patches, dz, axes=([0, 1], [0, 1])).reshape(W.shape)
+            grads[f"{name}.b"] = dz.sum(axis=(0, 1))
+            if name == layers[0][0]:
+                break
+            dpatches = (dz @ W.reshape(-1, W.shape[2]).T).reshape(B, -1, k, in_shape[2])
+            dx = np.zeros((B, in_shape[1] + 2 * padding, in_shape[2]))
+            l_out = dpatches.shape[1]
+            for j in range(k):
+                dx[:, j:j + stride * (l_out - 1) + 1:stride] += dpatches[:, :, j]
+            dh = dx[:, padding:padding + in_shape[1]]
+        return loss, grads
+    return loss_and_grad

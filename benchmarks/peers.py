@@ -77,3 +77,31 @@ def autograd_step(params, x, y, names, activation, dtype):
 
 
 PEERS = {"torch": torch_step, "jax": jax_step, "autograd": autograd_step}
+
+
+def torch_cnn_step(params, x, y, layers, dtype):
+    """The same CNN in torch eager (channels first, weights transposed from symgrad's layout)."""
+    import torch
+    torch.set_num_threads(1)
+    tdt = torch.float32 if dtype == "float32" else torch.float64
+    P = {}
+    for name, *_ in layers:
+        W = params[f"{name}.W"]  # (k, C_in, C_out) -> (C_out, C_in, k)
+        P[f"{name}.W"] = torch.tensor(W.transpose(2, 1, 0).copy(), dtype=tdt, requires_grad=True)
+        P[f"{name}.b"] = torch.tensor(params[f"{name}.b"], dtype=tdt, requires_grad=True)
+    P["out.W"] = torch.tensor(params["out.W"], dtype=tdt, requires_grad=True)
+    P["out.b"] = torch.tensor(params["out.b"], dtype=tdt, requires_grad=True)
+    X, Y = torch.tensor(x, dtype=tdt).unsqueeze(1), torch.tensor(y, dtype=torch.int64)
+
+    def step():
+        for p in P.values():
+            p.grad = None
+        h = X
+        for name, k, stride, padding in layers:
+            h = torch.relu(torch.nn.functional.conv1d(h, P[f"{name}.W"], P[f"{name}.b"], stride=stride,
+                                                      padding=padding))
+        flat = h.transpose(1, 2).reshape(h.shape[0], -1)  # channels-last flattening, as symgrad
+        loss = torch.nn.functional.cross_entropy(flat @ P["out.W"] + P["out.b"], Y)
+        loss.backward()
+        return loss
+    return step

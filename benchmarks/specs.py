@@ -15,6 +15,7 @@ class Spec:
     batch: int
     sizes: tuple          # layer widths, input first, classes last
     activation: str       # relu | tanh | sigmoid
+    kind: str = "mlp"     # mlp | cnn
 
 
 SPECS = {
@@ -26,7 +27,12 @@ SPECS = {
                       (32,) * 17 + (10,), "tanh"),
     "tiny_sigmoid": Spec("tiny_sigmoid", os.path.join(HERE, "models", "tiny_sigmoid.py"), 8,
                          (4, 8, 3), "sigmoid"),
+    "mnist1d_cnn": Spec("mnist1d_cnn", os.path.join(ROOT, "examples", "mnist1d_cnn.py"), 100,
+                        (40, 10), "relu", kind="cnn"),
 }
+
+# the CNN's layers: (name, kernel, stride, padding) of each convolution, 25 channels, then "out"
+CNN_LAYERS = [("conv1", 5, 2, 1), ("conv2", 3, 2, 1), ("conv3", 3, 2, 1)]
 
 
 def layer_names(spec: Spec) -> list[str]:
@@ -35,6 +41,8 @@ def layer_names(spec: Spec) -> list[str]:
         return ["hidden", "out"]
     if spec.name == "mnist_mlp":
         return ["hidden1", "hidden2", "out"]
+    if spec.kind == "cnn":
+        return [name for name, *_ in CNN_LAYERS] + ["out"]
     if spec.name == "deep_tanh":
         return [f"layer{i + 1}" for i in range(16)] + ["out"]
     return ["hidden", "out"]

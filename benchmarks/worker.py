@@ -46,10 +46,18 @@ def problem(spec, dtype):
 
 
 def build(impl, spec, dtype):
-    from .handwritten import make_loss_and_grad, make_matmul_floor
-    from .peers import PEERS
+    from .handwritten import make_cnn_loss_and_grad, make_loss_and_grad, make_matmul_floor
+    from .peers import PEERS, torch_cnn_step
+    from .specs import CNN_LAYERS
     model, params, x, y = problem(spec, dtype)
     names = layer_names(spec)
+    if spec.kind == "cnn" and impl not in ("generated", "generated_forward"):
+        if impl == "hand":
+            f = make_cnn_loss_and_grad(CNN_LAYERS)
+            return lambda: f(params, x, y)
+        if impl == "torch":
+            return torch_cnn_step(params, x, y, CNN_LAYERS, dtype)
+        raise ImportError(f"{impl} is not measured for the CNN")
     if impl == "generated":
         f = model.module.loss_and_grad
         return lambda: f(params, x=x, y=y)
