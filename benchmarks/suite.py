@@ -60,7 +60,8 @@ def extras(log) -> dict:
     """forward vs loss_and_grad, central differences vs backprop, memory, compile time."""
     import compiler
     import runtime
-    from .handwritten import make_loss_and_grad
+    from .handwritten import make_cnn_loss_and_grad, make_loss_and_grad
+    from .specs import CNN_LAYERS
     from .worker import median_seconds, problem
     out = {}
     fwd = {}
@@ -69,7 +70,8 @@ def extras(log) -> dict:
         f = median_seconds(lambda: model.module.forward(params, x=x), 7)
         g = median_seconds(lambda: model.module.loss_and_grad(params, x=x, y=y), 7)
         fwd[name] = (f * 1e6, g * 1e6, g / f)
-        hand = make_loss_and_grad(layer_names(spec), spec.activation)
+        hand = (make_cnn_loss_and_grad(CNN_LAYERS) if spec.kind == "cnn"
+                else make_loss_and_grad(layer_names(spec), spec.activation))
         out.setdefault("memory", {})[name] = (_peak(lambda: model.module.loss_and_grad(params, x=x, y=y)),
                                               _peak(lambda: hand(params, x, y)))
     out["forward"] = fwd
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
     p.add_argument("--models", nargs="*", default=list(SPECS))
     args = p.parse_args(argv)
-    rounds, samples = (1, 5) if args.quick else (3, 15)
+    rounds, samples = (1, 5) if args.quick else (3, 9)
     dtypes = ["float64"] if args.quick else ["float64", "float32"]
     impls = IMPLS
 
@@ -179,6 +181,7 @@ def main(argv=None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     best = time_table(args.models, dtypes, impls, rounds, samples, log)
+    print(render(best, args.models, dtypes, impls, None, "(timings so far)"), file=sys.stderr, flush=True)
     extra = None if args.quick else extras(log)
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
     text = render(best, args.models, dtypes, impls, extra, command)

@@ -9,7 +9,8 @@ import compiler
 import runtime
 from helpers import EXAMPLES, central_difference, relative_error
 
-EXAMPLE_FILES = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py") and not f.startswith("_"))
+EXAMPLE_FILES = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py") and "\nfrom compiler.dsl import"
+                       in open(os.path.join(EXAMPLES, f)).read())
 
 
 def load_example(tmp_path, name, dtype="float64"):

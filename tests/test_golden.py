@@ -52,7 +52,8 @@ SCRIPT = ("import sys, hashlib, compiler\n"
 
 
 def test_byte_identical_across_hash_seeds():
-    names = [f[:-3] for f in sorted(os.listdir(EXAMPLES)) if f.endswith(".py")]
+    names = [f[:-3] for f in sorted(os.listdir(EXAMPLES)) if f.endswith(".py")
+             and "\nfrom compiler.dsl import" in open(os.path.join(EXAMPLES, f)).read()]
     outputs = set()
     for seed in ("0", "1", "2", "77", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

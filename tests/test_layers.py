@@ -122,3 +122,28 @@ def test_mnist1d_cnn_reaches_90_percent(tmp_path):
     config = TrainConfig(lr=1e-2, batch_size=100, epochs=150, schedule="cosine", out=str(tmp_path),
                          progress=False, plot=False)
     assert train(model, mnist1d(), config).final["test_acc"] >= 0.90
+
+
+def test_training_with_batch_norm_and_dropout_updates_state_and_resumes_exactly(tmp_path):
+    from runtime import checkpoint as ckpt
+    from runtime.data import digits
+    from runtime.train import TrainConfig, train
+    path = tmp_path / "bn_mlp.py"
+    path.write_text("from compiler.dsl import *\n"
+                    'x = Input("x", ("B", 64))\ny = Labels("y", ("B",), classes=10)\n'
+                    'h = dropout(relu(batch_norm(linear(x, 64, name="hidden"), "bn")), 0.2)\n'
+                    'logits = linear(h, 10, name="out")\n'
+                    "loss = softmax_cross_entropy(logits, y)\noutputs = {\"logits\": logits}\n")
+    model = runtime.load(str(path))
+    data = digits()
+    cfg = dict(progress=False, plot=False, lr=3e-3)
+    straight = train(model, data, TrainConfig(epochs=4, out=str(tmp_path / "a"), **cfg))
+    assert straight.final["test_acc"] > 0.9
+    assert not np.allclose(straight.params["bn.running_mean"], 0)  # the trainer kept the statistics
+    train(model, data, TrainConfig(epochs=2, out=str(tmp_path / "b"), **cfg))
+    train(model, data, TrainConfig(epochs=4, out=str(tmp_path / "b"), resume=True, **cfg),
+          log=lambda *_: None)
+    a = ckpt.load(str(tmp_path / "a" / "checkpoint.npz"), model).params
+    b = ckpt.load(str(tmp_path / "b" / "checkpoint.npz"), model).params
+    assert set(a) == set(b) and "bn.running_var" in a
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -1,0 +1,79 @@
+"""The figures of examples/README.md keep working, and show the right numbers."""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from helpers import EXAMPLES
+
+spec = importlib.util.spec_from_file_location("figures", os.path.join(EXAMPLES, "figures.py"))
+figures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(figures)
+
+
+def png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chain_rule_figure(tmp_path):
+    r = figures.chain_rule(str(tmp_path))
+    assert (r["e"], r["de_da"], r["de_db"]) == (6.0, 2.0, 5.0)
+    assert r["paths_b"] == [2.0, 3.0]  # ∂e/∂b = 2 + 3 = 5, one term per path
+    assert png(tmp_path / "chain_rule.png")
+
+
+def test_gradient_flow_figure(tmp_path):
+    r = figures.gradient_flow(str(tmp_path))
+    assert (r["f"], r["x"], r["y"], r["z"], r["w"]) == (-20.0, -8.0, 6.0, 2.0, 0.0)
+    assert png(tmp_path / "gradient_flow.png")
+
+
+def test_numeric_vs_analytic_figure(tmp_path):
+    r = figures.numeric_vs_analytic(str(tmp_path), quick=True)
+    assert r["max_relative_error"] <= 1e-6
+    assert r["loss_evaluations"] == 2 * r["parameters"] == 2 * 9610
+    assert r["numeric_seconds"] > 50 * r["backprop_seconds"]
+    errors = r["errors"]  # the U shape: both ends worse than the middle
+    assert min(errors) < 1e-7 and errors[0] > 100 * min(errors) and errors[-1] > 100 * min(errors)
+    assert png(tmp_path / "numeric_vs_analytic.png")
+
+
+def test_universal_approximation_figure(tmp_path):
+    r = figures.universal_approximation(str(tmp_path), quick=True)
+    mse = r["mse"]
+    assert mse[64] < mse[4] < mse[2] and mse[64] < 0.01
+    assert png(tmp_path / "universal_approximation.png")
+
+
+def test_initialisation_figure(tmp_path):
+    r = figures.initialisation(str(tmp_path), quick=True)
+    for act in ("tanh", "relu"):
+        small = r[(act, "σ × 0.5 (too small)")]["activation_std"]
+        good = r[(act, "He/Xavier")]["activation_std"]
+        large = r[(act, "σ × 1.5 (too large)")]["activation_std"]
+        assert small[-1] < 0.1 * small[0]                  # vanishing
+        assert 0.3 < good[-1] / good[0] < 3                # preserved
+        assert large[-1] > small[-1] and large[-1] > 0.5 * good[-1]
+    relu_large = r[("relu", "σ × 1.5 (too large)")]["activation_std"]
+    assert relu_large[-1] > 10 * relu_large[0]            # exploding
+    assert png(tmp_path / "initialisation.png")
+
+
+def test_activations_figure(tmp_path):
+    r = figures.activations(str(tmp_path))
+    d0 = r["derivative_at_0"]
+    assert d0["sigmoid"] == pytest.approx(0.25) and d0["tanh"] == pytest.approx(1.0)
+    assert d0["relu"] == 0.0 and d0["leaky_relu"] == pytest.approx(0.1) and d0["elu"] == pytest.approx(1.0)
+    grid = r["grid"]
+    np.testing.assert_allclose(r["derivatives"]["tanh"], 1 - np.tanh(grid) ** 2, rtol=1e-12)
+    assert png(tmp_path / "activations.png")
+
+
+def test_mnist_confusion_figure(tmp_path):
+    r = figures.mnist_confusion(str(tmp_path), quick=True)
+    assert r["accuracy"] > 0.85 and r["confusion"].sum() == 1000
+    assert np.trace(r["confusion"]) == round(r["accuracy"] * 1000)
+    assert len(r["worst"]) == 8
+    assert png(tmp_path / "mnist_confusion.png")
