@@ -149,7 +149,9 @@ def explain(compiled, param: str, latex: bool = False) -> str:
     loss_name = graph.hints.get(graph.loss, "L")
     loss_name = "L" if loss_name == "loss" else loss_name
     if all(leaf.shape == () for leaf in graph.leaves.values()):
-        d = sp.simplify(sp.diff(graph.loss, leaves[param].symbol))
+        d = sp.diff(graph.loss, leaves[param].symbol)
+        if not d.has(sp.sign, P.Op):  # simplify would turn sign() into Piecewise/Abs clutter
+            d = sp.simplify(d)
         names = {leaf.symbol: leaf.name for leaf in graph.leaves.values()}
         printer = MathLatexPrinter(names) if latex else MathPrinter(names)
         return f"{_adjoint_label(param, loss_name, latex)} = {printer.doprint(d)}"
