@@ -116,7 +116,7 @@ class Tensor:
 
     # what tracing cannot do -------------------------------------------------------------------
     def _refuse(self, what: str, fix: str):
-        raise error(f"{what} on a traced value {fmt(self.shape)}", op=what, fix=fix)
+        raise error(f"{what} on a traced value {fmt(self.shape)}", op="tracing", fix=fix)
 
     def __bool__(self):
         self._refuse("Python if/while/and/or/not",
