@@ -98,6 +98,7 @@ def extras(log) -> dict:
     compile_times = {}
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
+        compiler.compile_file(SPECS["tiny_sigmoid"].model_file)  # warm: imports are not compile time
         for depth, width in [(1, 32), (4, 32), (16, 32), (64, 32), (4, 128), (4, 512), (4, 1024)]:
             path = os.path.join(tmp, f"m_{depth}_{width}.py")
             with open(path, "w") as f:
@@ -111,6 +112,11 @@ def extras(log) -> dict:
             compile_times[(depth, width)] = time.perf_counter() - t
     out["compile"] = compile_times
     log("compile times done")
+    try:
+        from .dask_bench import measure
+        out["dask"] = measure(log=log)
+    except ImportError:
+        out["dask"] = None
     del runtime
     return out
 
@@ -164,6 +170,9 @@ def render(best, models, dtypes, impls, extra, command) -> str:
         lines += ["", "## Compile time (tanh MLP, seconds)", "", "| depth | width | seconds |", "|---|---|---|"]
         for (d, w), sec in extra["compile"].items():
             lines.append(f"| {d} | {w} | {sec:.2f} |")
+        if extra.get("dask"):
+            from .dask_bench import render as render_dask
+            lines += ["", "## Data parallel on Dask (MNIST-size MLP, float64)", ""] + render_dask(extra["dask"])
     return "\n".join(lines) + "\n"
 
 

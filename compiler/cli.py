@@ -13,7 +13,8 @@ import warnings
 from . import DTYPES, ModelError, compile_model
 
 
-USER_ERRORS = ("InputError", "StaleModuleError", "CheckpointError", "DataError", "NonFiniteError")
+USER_ERRORS = ("InputError", "StaleModuleError", "CheckpointError", "DataError", "NonFiniteError",
+               "DistributedError")
 
 
 def _default_out(model: str) -> str:
@@ -82,7 +83,20 @@ def cmd_train(args) -> int:
                          seed=args.seed, out=out, resume=args.resume, progress=not args.quiet)
     print(f"training {args.model} on {data.describe()}; {config.optimizer} lr={config.lr} "
           f"batch={config.batch_size} epochs={config.epochs} seed={config.seed}")
-    result = train(model, data, config)
+    stepper, client = None, None
+    if args.workers or args.scheduler:
+        from runtime.distributed import DataParallel, connect
+        from runtime.train import bind
+        client = connect(args.workers, args.scheduler)
+        binding = bind(model, data)
+        stepper = DataParallel(client, model, model.module.__file__, data.x_train.astype(model.dtype),
+                               data.y_train, (binding.x, binding.y))
+        print(f"data parallel on {len(stepper.workers)} Dask worker(s)")
+    try:
+        result = train(model, data, config, stepper=stepper)
+    finally:
+        if client is not None:
+            client.close()
     final = result.final
     parts = [f"{k}={final[k]:.4f}" for k in ("train_loss", "test_loss", "train_acc", "test_acc") if k in final]
     print(f"epoch {final.get('epoch', 0)}/{config.epochs}: " + " ".join(parts)
@@ -91,6 +105,56 @@ def cmd_train(args) -> int:
     if "test_acc" in final:
         print(f"test_acc {final['test_acc']:.4f}")
     return 130 if result.stopped == "interrupted" else 0
+
+
+def cmd_sweep(args) -> int:
+    import csv
+    import itertools
+
+    from runtime.data import load_dataset
+    from runtime.distributed import connect, sweep
+    from runtime.train import TrainConfig
+
+    model = _load_model(args)  # compile once, here; the workers load the generated module
+    data = load_dataset(args.data, label_column=args.label_column)
+    grid = {}
+    for item in args.grid or []:
+        key, _, values = item.partition("=")
+        if key not in ("lr", "batch_size", "epochs", "momentum", "weight_decay") or not values:
+            print(f"error: --grid takes lr=, batch_size=, epochs=, momentum= or weight_decay= with "
+                  f"comma-separated values, got {item!r}", file=sys.stderr)
+            return 2
+        cast = int if key in ("batch_size", "epochs") else float
+        grid[key] = [cast(v) for v in values.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = args.out or os.path.join("runs", "sweep_" + os.path.splitext(os.path.basename(args.model))[0])
+    keys = sorted(grid)
+    configs = []
+    for values in itertools.product(*[grid[k] for k in keys]):
+        for seed in seeds:
+            chosen = dict(zip(keys, values))
+            name = "_".join(f"{k}{v}" for k, v in chosen.items()) + f"_seed{seed}"
+            base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                               lr=args.lr, seed=seed, out=os.path.join(out, name or f"seed{seed}"),
+                               progress=False, plot=False)
+            configs.append({**base.__dict__, **chosen})
+    client = connect(args.workers, args.scheduler) if (args.workers or args.scheduler) else None
+    try:
+        rows = sweep(model.module.__file__, data, configs, client)
+    finally:
+        if client is not None:
+            client.close()
+    os.makedirs(out, exist_ok=True)
+    columns = ["lr", "batch_size", "epochs", "optimizer", "seed", "test_acc", "test_loss", "seconds"]
+    with open(os.path.join(out, "sweep.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(" ".join(f"{c:>10}" for c in columns))
+    for r in rows:
+        print(" ".join(f"{(f'{r[c]:.4f}' if isinstance(r[c], float) else str(r[c])):>10}" for c in columns))
+    print(f"wrote {os.path.join(out, 'sweep.csv')}")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -282,7 +346,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--label-column", type=int, default=-1, help="label column of a .csv (default last)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, help="data-parallel steps on a Dask LocalCluster of N processes")
+    p.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:port) instead")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train every combination of a grid and seeds as Dask tasks")
+    p.add_argument("model")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="lr=1e-3,1e-2 (also batch_size, epochs, momentum, weight_decay); repeatable")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.add_argument("--label-column", type=int, default=-1)
+    p.add_argument("--workers", type=int, help="run the tasks on a Dask LocalCluster of N processes")
+    p.add_argument("--scheduler", help="or on an existing Dask scheduler (tcp://host:port)")
+    p.add_argument("--out", help="folder for the runs and sweep.csv (default runs/sweep_<model>)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint on a test split")
     p.add_argument("model")

@@ -122,7 +122,9 @@ def _check_finite(loss, grads, step, epoch, batch, path):
                                  "Lower the learning rate or clip the inputs")
 
 
-def train(model: Model, data: Dataset, config: TrainConfig, log=print) -> TrainResult:
+def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=None) -> TrainResult:
+    """Train `model` on `data`. `stepper(params, idx, inputs) -> (loss, grads, state)` replaces the
+    in-process step (runtime.distributed.DataParallel spreads it over Dask workers)."""
     binding = bind(model, data)
     dtype = model.dtype
     x_train, y_train = data.x_train.astype(dtype), data.y_train
@@ -171,7 +173,8 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print) -> TrainR
                 inputs = {binding.x: x_train[idx], binding.y: y_train[idx]}
                 if model.needs_seed:  # a fresh, reproducible dropout mask for every step
                     inputs["seed"] = np.int64(config.seed * 1_000_003 + step)
-                loss, grads, running = model.step(params, **inputs)
+                loss, grads, running = (model.step(params, **inputs) if stepper is None
+                                        else stepper(params, idx, inputs))
                 _check_finite(loss, grads, step, epoch, b, ckpt_path)
                 trainable = {k: params[k] for k in grads}
                 new_params, new_state = optimizer.update(trainable, grads, opt_state,
