@@ -30,7 +30,10 @@ class DistributedError(RuntimeError):
 def connect(workers: int | None = None, scheduler: str | None = None):
     """A Dask client: a LocalCluster of `workers` processes (one BLAS thread each), or an existing
     scheduler at `scheduler` (tcp://host:port)."""
+    import logging
+
     from dask.distributed import Client, LocalCluster
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the scheduler lives in this process
     if scheduler:
         return Client(scheduler)
     for key, value in SINGLE_THREAD.items():  # inherited by the worker processes
