@@ -5,6 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def softmax_cross_entropy(logits, y):
+    """Mean cross-entropy and its gradient with respect to the logits, fused and stable."""
+    B = logits.shape[0]
+    m = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - m)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(B)
+    loss = (np.log(s[:, 0]) + m[:, 0] - logits[rows, y]).mean()
+    d = e / (s * B)
+    d[rows, y] -= 1.0 / B
+    return loss, d
+
+
 def make_loss_and_grad(names: list[str], activation: str):
     def loss_and_grad(params, x, y):
         B = x.shape[0]
@@ -24,13 +37,7 @@ def make_loss_and_grad(names: list[str], activation: str):
                 hs.append(h)
             else:
                 logits = z
-        m = logits.max(axis=1, keepdims=True)
-        e = np.exp(logits - m)
-        s = e.sum(axis=1, keepdims=True)
-        rows = np.arange(B)
-        loss = (np.log(s[:, 0]) + m[:, 0] - logits[rows, y]).mean()
-        d = e / (s * B)
-        d[rows, y] -= 1.0 / B
+        loss, d = softmax_cross_entropy(logits, y)
         grads = {}
         for i in range(len(names) - 1, -1, -1):
             name = names[i]
@@ -88,13 +95,7 @@ def make_cnn_loss_and_grad(layers):
             h = np.maximum(z, 0)
         flat = h.reshape(B, -1)
         logits = flat @ params["out.W"] + params["out.b"]
-        m = logits.max(axis=1, keepdims=True)
-        e = np.exp(logits - m)
-        s = e.sum(axis=1, keepdims=True)
-        rows = np.arange(B)
-        loss = (np.log(s[:, 0]) + m[:, 0] - logits[rows, y]).mean()
-        d = e / (s * B)
-        d[rows, y] -= 1.0 / B
+        loss, d = softmax_cross_entropy(logits, y)
         grads = {"out.W": flat.T @ d, "out.b": d.sum(axis=0)}
         dh = (d @ params["out.W"].T).reshape(h.shape)
         for (name, k, stride, padding), (in_shape, patches, z) in zip(reversed(layers), reversed(cache)):
