@@ -8,6 +8,7 @@ import jinja2
 import sympy as sp
 
 from . import naming
+from . import primitives as P
 from .graph import Graph
 from .optimize import count_ops
 from .printer import Printer
@@ -105,6 +106,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
     body: list[str] = []
     section = None
     last_grad_line = None
+    owned: set = set()  # arrays this function allocated (not views of the caller's arrays)
     for step in sched.steps:
         st = step.statement
         kind = "backward" if st.kind == "backward" or (st.kind == "shared" and _is_backward(st, sched)) \
@@ -119,13 +121,21 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
         comment = fmt(shapes(st.target))
         if kind == "forward" and st.line:
             comment += f"  {_line_ref(graph, st.line)}"
+        reuse = None if st.target in grad_of else _reusable(st, step, owned, shapes)
         if st.target in grad_of:  # returned: exactly the parameter's shape and dtype, never an alias
             leaf = grad_of[st.target]
             text = _materialize(printer, st.expr, leaf.shape, dtype, graph)
             comment = fmt(leaf.shape)
+        elif reuse is not None:  # the operand dies here: update its buffer instead of allocating
+            buffer, op, rest = reuse
+            body.append(f"{names[buffer]} {op}= {printer.doprint(rest)}  # in place: "
+                        f"{names[buffer]} is not read again")
+            text = names[buffer]
         else:
             text = printer.doprint(st.expr)
         body.append(f"{names[st.target]} = {text}  # {comment}")
+        if (not st.expr.is_Atom and type(st.expr) not in VIEWS) or st.expr in owned:
+            owned.add(st.target)
         if step.release:
             body.append("del " + ", ".join(names[s] for s in step.release))
 
@@ -162,6 +172,34 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
     fn = FunctionCode(program.name, summary, doc, [p.name for p in params],
                       [i.name for i in inputs], prologue, body, ret)
     return fn, printer.helpers
+
+
+# ops whose result may share memory with an operand (and so with the caller's arrays)
+VIEWS = (P.transpose, P.reshape, P.squeeze, P.expand_dims, P.broadcast_to, P.windows, P.stop_gradient)
+
+
+def _reusable(st, step, owned: set, shapes):
+    """`T = S * rest` or `T = S + rest` where S is an array this function allocated, of T's shape,
+    that dies at this statement: compute it as `S *= rest` and let T name the same buffer."""
+    expr = st.expr
+    if isinstance(expr, P.select) and len(expr.args) == 3 and expr.args[2] == 0:
+        g = expr.args[1]  # the ReLU router g*(x > 0): multiply g's buffer by the mask
+        if (g.is_Symbol and g in step.release and g in owned and g != st.target
+                and shapes(g) == shapes(st.target) and g not in expr.args[0].free_symbols):
+            return g, "*", P.positive(expr.args[0])
+        return None
+    if not isinstance(expr, (sp.Mul, sp.Add)):
+        return None
+    for arg in expr.args:
+        if (arg.is_Symbol and arg in step.release and arg in owned and arg != st.target
+                and shapes(arg) == shapes(st.target)):
+            rest = expr.func(*[a for a in expr.args if a is not arg])
+            if arg in rest.free_symbols or rest.is_Number and isinstance(expr, sp.Add) and rest == 0:
+                continue
+            if isinstance(expr, sp.Mul) and rest.is_Number and rest == -1:
+                continue
+            return arg, ("*" if isinstance(expr, sp.Mul) else "+"), rest
+    return None
 
 
 def _checked_prologue(fn_name, loads, dims, params, inputs) -> list[str]:

@@ -244,6 +244,15 @@ class select(Elementwise):
 
 
 @register
+class positive(Elementwise):
+    """The 0/1 mask x > 0 (backward only: the ReLU router applied in place)."""
+    differentiable = False
+
+    def _numpycode(self, p):
+        return f"({p._print(self.args[0])} > 0)"
+
+
+@register
 class unless_zero(Elementwise):
     """0 where the cotangent g is 0, else v: inside a where() branch, the VJP of a singular op
     (log, sqrt, 1/x) must not turn 0·inf or 0·NaN from an unselected position into NaN."""

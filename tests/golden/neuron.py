@@ -183,7 +183,8 @@ def loss(params, **inputs):
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
-    add = o - t  # (B,)  neuron.py:11
+    o += -t  # in place: o is not read again
+    add = o  # (B,)  neuron.py:11
     del o
     loss = (add**2).sum()/B  # ()  neuron.py:11
     del add
@@ -233,9 +234,11 @@ def loss_and_grad(params, **inputs):
 
     # ---- backward ----------------------------------------------------------------------------------
     # grad of neuron.py:10: o = sigmoid(x @ w + b)
-    d_o = 2*add/B  # (B,)
+    add *= 2/B  # in place: add is not read again
+    d_o = add  # (B,)
     del add
-    d_add = d_o*o*(1 - o)  # (B,)
+    d_o *= o*(1 - o)  # in place: d_o is not read again
+    d_add = d_o  # (B,)
     del o, d_o
     d_w = x.T @ d_add  # (3,)
     d_b = d_add.sum()  # ()
