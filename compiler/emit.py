@@ -198,6 +198,8 @@ def _reusable(st, step, owned: set, shapes):
                 continue
             if isinstance(expr, sp.Mul) and rest.is_Number and rest == -1:
                 continue
+            if isinstance(expr, sp.Add) and rest.could_extract_minus_sign():
+                return arg, "-", -rest
             return arg, ("*" if isinstance(expr, sp.Mul) else "+"), rest
     return None
 

@@ -284,7 +284,7 @@ def loss_and_grad(params, **inputs):
     d_add = exp  # (B, 10)
     del exp, d_total
     # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")       # Xavier init: no activation
-    d_add += -np.eye(10, dtype=DTYPE)[y]/B  # in place: d_add is not read again
+    d_add -= np.eye(10, dtype=DTYPE)[y]/B  # in place: d_add is not read again
     d_logits = d_add  # (B, 10)
     del d_add
     d_out_W = h.T @ d_logits  # (128, 10)

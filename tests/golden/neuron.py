@@ -183,7 +183,7 @@ def loss(params, **inputs):
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
-    o += -t  # in place: o is not read again
+    o -= t  # in place: o is not read again
     add = o  # (B,)  neuron.py:11
     del o
     loss = (add**2).sum()/B  # ()  neuron.py:11
