@@ -76,7 +76,27 @@ def autograd_step(params, x, y, names, activation, dtype):
     return lambda: f(params)
 
 
-PEERS = {"torch": torch_step, "jax": jax_step, "autograd": autograd_step}
+def pytensor_step(params, x, y, names, activation, dtype):
+    import pytensor
+    import pytensor.tensor as pt
+    floatx = "float32" if dtype == "float32" else "float64"
+    P = {k: pt.tensor(k, dtype=floatx, shape=v.shape) for k, v in params.items()}
+    X, Y = pt.matrix("x", dtype=floatx), pt.lvector("y")
+    act = {"relu": lambda z: pt.maximum(z, 0), "tanh": pt.tanh, "sigmoid": pt.sigmoid}[activation]
+    h = X
+    for i, name in enumerate(names):
+        h = pt.dot(h, P[f"{name}.W"]) + P[f"{name}.b"]
+        if i < len(names) - 1:
+            h = act(h)
+    logp = pt.special.log_softmax(h, axis=1)
+    loss = -logp[pt.arange(Y.shape[0]), Y].mean()
+    keys = list(params)
+    f = pytensor.function([X, Y] + [P[k] for k in keys], [loss] + pytensor.grad(loss, [P[k] for k in keys]))
+    args = [x, y] + [params[k] for k in keys]
+    return lambda: f(*args)
+
+
+PEERS = {"torch": torch_step, "jax": jax_step, "autograd": autograd_step, "pytensor": pytensor_step}
 
 
 def torch_cnn_step(params, x, y, layers, dtype):

@@ -18,7 +18,7 @@ import numpy as np
 
 from .specs import ROOT, SPECS, layer_names
 
-IMPLS = ["generated", "hand", "floor", "torch", "jax", "autograd"]
+IMPLS = ["generated", "hand", "floor", "torch", "jax", "pytensor", "autograd"]
 
 
 def run_worker(impl, model, dtype, samples) -> dict:
