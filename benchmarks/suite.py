@@ -130,6 +130,9 @@ def _peak(fn) -> int:
     return peak
 
 
+OPENBLAS_ENV = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}  # as the run began
+
+
 def render(best, models, dtypes, impls, extra, command) -> str:
     import numpy
     import sympy
@@ -138,9 +141,8 @@ def render(best, models, dtypes, impls, extra, command) -> str:
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}  ",
              f"Python {platform.python_version()}, NumPy {numpy.__version__}, SymPy {sympy.__version__}  ",
              f"BLAS: {blas_info()}  ",
-             "OPENBLAS env: " + ", ".join(f"{k}={os.environ[k]}" for k in os.environ if k.startswith("OPENBLAS"))
-             + " (as the environment is)" if any(k.startswith("OPENBLAS") for k in os.environ) else
-             "OPENBLAS env: none set", "",
+             "OPENBLAS env: " + (", ".join(f"{k}={v}" for k, v in OPENBLAS_ENV.items()) + " (as the "
+                                 "environment is)" if OPENBLAS_ENV else "none set"), "",
              "Median µs of one `loss_and_grad` (best of the rounds, each implementation in its own "
              "process, rounds interleaved); in brackets the ratio to hand-written NumPy.", ""]
     header = "| model | dtype | " + " | ".join(impls) + " |"

@@ -36,10 +36,17 @@ def connect(workers: int | None = None, scheduler: str | None = None):
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the scheduler lives in this process
     if scheduler:
         return Client(scheduler)
-    for key, value in SINGLE_THREAD.items():  # inherited by the worker processes
-        os.environ.setdefault(key, value)
-    cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40)
+    saved = {key: os.environ.get(key) for key in SINGLE_THREAD}
+    os.environ.update(SINGLE_THREAD)  # inherited by the worker processes, not kept by this one
+    try:
+        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return Client(cluster)
 
 
