@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
-from sympy.printing.precedence import precedence
+from sympy.printing.precedence import PRECEDENCE, precedence
 
 
 class Printer(NumPyPrinter):
@@ -41,6 +41,23 @@ class Printer(NumPyPrinter):
             inner = self.parenthesize(base, prec, strict=False) + ("" if e == -1 else f"**{-e}")
             return f"1/{inner}"
         return f"{self.parenthesize(base, prec, strict=False)}**{self.parenthesize(e, prec, strict=False)}"
+
+    def _print_Add(self, expr, order=None):
+        """Positive terms first, then ` - t` for each negative one: `logits - top`, not `-top + logits`
+        (one NumPy call fewer per negated term, and it reads as written). The order is fixed by
+        SymPy's canonical term order, so output stays deterministic."""
+        terms = self._as_ordered_terms(expr, order=order)
+        # compound terms, then names, then numbers: `x @ W + b`, `b + 1`
+        terms = sorted(terms, key=lambda t: 2 if t.is_Number else 1 if t.is_Atom else 0)
+        positive = [t for t in terms if not t.could_extract_minus_sign()]
+        negative = [t for t in terms if t.could_extract_minus_sign()]
+        if not positive:
+            return super()._print_Add(expr, order=order)
+        level = PRECEDENCE["Add"]
+        text = " + ".join(self.parenthesize(t, level, strict=True) for t in positive)
+        for t in negative:
+            text += " - " + self.parenthesize(-t, level, strict=False)
+        return text
 
     def _print_Abs(self, expr):
         return f"np.abs({self._print(expr.args[0])})"

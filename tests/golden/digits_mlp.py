@@ -153,10 +153,10 @@ def forward(params, **inputs):
         out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    hidden_pre = hidden_b + x @ hidden_W  # (B, 128)  digits_mlp.py:7
+    hidden_pre = x @ hidden_W + hidden_b  # (B, 128)  digits_mlp.py:7
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
     del hidden_pre
-    logits = out_b + h @ out_W  # (B, 10)  digits_mlp.py:8
+    logits = h @ out_W + out_b  # (B, 10)  digits_mlp.py:8
     del h
     return {'logits': logits}
 
@@ -205,16 +205,16 @@ def loss(params, **inputs):
         out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    hidden_pre = hidden_b + x @ hidden_W  # (B, 128)  digits_mlp.py:7
+    hidden_pre = x @ hidden_W + hidden_b  # (B, 128)  digits_mlp.py:7
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
     del hidden_pre
-    logits = out_b + h @ out_W  # (B, 10)  digits_mlp.py:8
+    logits = h @ out_W + out_b  # (B, 10)  digits_mlp.py:8
     del h
     top = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    exp = np.exp(-top + logits)  # (B, 10)  digits_mlp.py:10
+    exp = np.exp(logits - top)  # (B, 10)  digits_mlp.py:10
     total = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
     del exp
-    loss = (-logits[np.arange(len(y)), y] + (top + np.log(total))[:, 0]).sum()/B  # ()  digits_mlp.py:10
+    loss = ((np.log(total) + top)[:, 0] - logits[np.arange(len(y)), y]).sum()/B  # ()  digits_mlp.py:10
     del top, total, logits
     return loss
 
@@ -267,13 +267,13 @@ def loss_and_grad(params, **inputs):
         out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    hidden_pre = hidden_b + x @ hidden_W  # (B, 128)  digits_mlp.py:7
+    hidden_pre = x @ hidden_W + hidden_b  # (B, 128)  digits_mlp.py:7
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
-    logits = out_b + h @ out_W  # (B, 10)  digits_mlp.py:8
+    logits = h @ out_W + out_b  # (B, 10)  digits_mlp.py:8
     top = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    exp = np.exp(-top + logits)  # (B, 10)  digits_mlp.py:10
+    exp = np.exp(logits - top)  # (B, 10)  digits_mlp.py:10
     total = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    loss = (-logits[np.arange(len(y)), y] + (top + np.log(total))[:, 0]).sum()/B  # ()  digits_mlp.py:10
+    loss = ((np.log(total) + top)[:, 0] - logits[np.arange(len(y)), y]).sum()/B  # ()  digits_mlp.py:10
     del top, logits
 
     # ---- backward ----------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def forward(params, **inputs):
         b = params['b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
+    o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
     return {'o': o}
 
 
@@ -182,7 +182,7 @@ def loss(params, **inputs):
         b = params['b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
+    o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
     o -= t  # in place: o is not read again
     add = o  # (B,)  neuron.py:11
     del o
@@ -228,7 +228,7 @@ def loss_and_grad(params, **inputs):
         b = params['b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    o = 0.5*np.tanh(0.5*(b + x @ w)) + 0.5  # (B,)  neuron.py:10
+    o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
     add = o - t  # (B,)  neuron.py:11
     loss = (add**2).sum()/B  # ()  neuron.py:11
 
