@@ -51,3 +51,11 @@ def test_resume_with_a_foreign_checkpoint_is_refused(tmp_path, capsys):
     code = main(["train", os.path.join(EXAMPLES, "mnist1d_mlp.py"), "--data", "mnist1d",
                  "--out", str(out), "--resume", "--quiet"])
     assert code == 2 and "written for another model" in capsys.readouterr().err
+
+
+def test_bench_quick_runs_the_suite(capsys):
+    assert main(["bench", "--quick", "--models", "tiny_sigmoid"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| tiny_sigmoid | float64 |"))
+    generated, hand = row.split("|")[3:5]
+    assert "×" in generated and "(1.00×)" in hand  # measured and expressed as ratios to hand-written
