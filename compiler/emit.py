@@ -59,6 +59,31 @@ def _names(graph: Graph, sched: Schedule) -> tuple[dict, naming.Namer]:
     return names, namer
 
 
+def _code_only(line: str) -> str:
+    """A source line without its trailing comment (the comment is the user's, the code is the math)."""
+    import io
+    import tokenize
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type == tokenize.COMMENT:
+                return line[:tok.start[1]].rstrip()
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return line
+
+
+def _node_math(node, named: dict, limit: int = 72) -> str:
+    """`h = relu(hidden_pre)`: the value a backward block differentiates, in terms of named values."""
+    if node is None or node not in named:
+        return ""
+    from .explain import MathPrinter
+    from .optimize import substitute
+    memo: dict = {}
+    body = node.func(*[substitute(a, named, memo) for a in node.args])
+    text = f"{named[node].name} = {MathPrinter({}).doprint(body)}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _line_ref(graph: Graph, line: int) -> str:
     return f"{os.path.basename(graph.path)}:{line}" if line else ""
 
@@ -107,6 +132,8 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
     section = None
     last_grad_line = None
     owned: set = set()  # arrays this function allocated (not views of the caller's arrays)
+    forward_nodes_named = {st.node: sp.Symbol(names[st.target], real=True)
+                           for st in (step.statement for step in sched.steps) if st.kind == "forward"}
     for step in sched.steps:
         st = step.statement
         kind = "backward" if st.kind == "backward" or (st.kind == "shared" and _is_backward(st, sched)) \
@@ -117,7 +144,9 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
             body.append(f"# ---- {kind} {'-' * (90 - len(kind))}")
         if kind == "backward" and st.kind == "backward" and st.line != last_grad_line and st.line:
             last_grad_line = st.line
-            body.append(f"# grad of {_line_ref(graph, st.line)}: {graph.source_line(st.line)}")
+            math = _node_math(st.node, forward_nodes_named)
+            body.append(f"# grad of {_line_ref(graph, st.line)}: {_code_only(graph.source_line(st.line))}"
+                        + (f"  [{math}]" if math else ""))
         comment = fmt(shapes(st.target))
         if kind == "forward" and st.line:
             comment += f"  {_line_ref(graph, st.line)}"

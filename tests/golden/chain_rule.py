@@ -200,10 +200,10 @@ def loss_and_grad(params, **inputs):
     e = d*c  # ()  chain_rule.py:12
 
     # ---- backward ----------------------------------------------------------------------------------
-    # grad of chain_rule.py:10: c = a + b
+    # grad of chain_rule.py:10: c = a + b  [c = a + b]
     d_c = d  # ()
     d_a = d_c  # ()
-    # grad of chain_rule.py:11: d = b + 1
+    # grad of chain_rule.py:11: d = b + 1  [d = b + 1]
     d_d = c  # ()
     d_b = d_c + d_d  # ()
 

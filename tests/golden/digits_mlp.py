@@ -277,19 +277,19 @@ def loss_and_grad(params, **inputs):
     del top, logits
 
     # ---- backward ----------------------------------------------------------------------------------
-    # grad of digits_mlp.py:10: loss = softmax_cross_entropy(logits, y)  # mean over the batch
+    # grad of digits_mlp.py:10: loss = softmax_cross_entropy(logits, y)
     d_total = 1/(B*total)  # (B, 1)
     del total
     exp *= d_total  # in place: exp is not read again
     d_add = exp  # (B, 10)
     del exp, d_total
-    # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")       # Xavier init: no activation
+    # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")  [logits = out.b + h·out.W]
     d_add -= np.eye(10, dtype=DTYPE)[y]/B  # in place: d_add is not read again
     d_logits = d_add  # (B, 10)
     del d_add
     d_out_W = h.T @ d_logits  # (128, 10)
     del h
-    # grad of digits_mlp.py:7: h = relu(linear(x, 128, name="hidden"))  # He-normal init: ReLU follows
+    # grad of digits_mlp.py:7: h = relu(linear(x, 128, name="hidden"))  [h = relu(hidden_pre)]
     d_h = d_logits @ out_W.T  # (B, 128)
     d_h *= (hidden_pre > 0)  # in place: d_h is not read again
     d_hidden_pre = d_h  # (B, 128)

@@ -233,7 +233,7 @@ def loss_and_grad(params, **inputs):
     loss = (add**2).sum()/B  # ()  neuron.py:11
 
     # ---- backward ----------------------------------------------------------------------------------
-    # grad of neuron.py:10: o = sigmoid(x @ w + b)
+    # grad of neuron.py:10: o = sigmoid(x @ w + b)  [o = σ(b + x·w)]
     add *= 2/B  # in place: add is not read again
     d_o = add  # (B,)
     del add
