@@ -12,7 +12,7 @@ import sympy as sp
 from . import naming
 from .emit import _ENV, emit_function
 from .errors import ModelError
-from .optimize import Program, count_ops
+from .optimize import Program, closure, count_ops
 from .primitives import (broadcast_to, expand_dims, matmul, reduce_max, reduce_sum, rule_for,
                          squeeze, stop_gradient, transpose)
 from .schedule import peak_bytes, schedule
@@ -78,17 +78,6 @@ def _where(graph, line: int) -> str:
     return f"{os.path.basename(graph.path)}:{line}" if line else "(derived)"
 
 
-def _closure(program: Program, roots) -> list:
-    defs = {s.target: s for s in program.statements}
-    needed, stack = set(), list(roots)
-    while stack:
-        sym = stack.pop()
-        if sym in defs and sym not in needed:
-            needed.add(sym)
-            stack.extend(defs[sym].expr.free_symbols)
-    return [s for s in program.statements if s.target in needed]
-
-
 def gradient_slice(compiled, param: str):
     """The statements that compute d_<param>: its backward slice and the forward values it reads."""
     fused = compiled.schedules["loss_and_grad"].program
@@ -96,7 +85,7 @@ def gradient_slice(compiled, param: str):
         raise ModelError(f"no parameter named {param!r}",
                          fix=f"choose one of {', '.join(fused.grads)}")
     g = fused.grads[param]
-    program = Program(f"grad_{naming.ident(param)}", _closure(fused, g.free_symbols), None, {},
+    program = Program(f"grad_{naming.ident(param)}", closure(fused, g.free_symbols), None, {},
                       {param: g})
     return schedule(program, compiled.graph.shapes)
 

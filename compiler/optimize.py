@@ -152,17 +152,22 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
     return merge_aliases(program)
 
 
-def slice_program(program: Program, name: str) -> Program:
-    """The statements the loss needs, taken from `program` as they are: `loss` computed this way
-    rounds exactly like the loss of `loss_and_grad`."""
+def closure(program: Program, roots) -> list[Statement]:
+    """The statements that the symbols `roots` depend on, in program order."""
     defs = {s.target: s for s in program.statements}
-    needed, stack = set(), list(program.loss.free_symbols)
+    needed, stack = set(), list(roots)
     while stack:
         sym = stack.pop()
         if sym in defs and sym not in needed:
             needed.add(sym)
             stack.extend(defs[sym].expr.free_symbols)
-    kept = [s for s in program.statements if s.target in needed]
+    return [s for s in program.statements if s.target in needed]
+
+
+def slice_program(program: Program, name: str) -> Program:
+    """The statements the loss needs, taken from `program` as they are: `loss` computed this way
+    rounds exactly like the loss of `loss_and_grad`."""
+    kept = closure(program, program.loss.free_symbols)
     shared = sum(1 for s in kept if s.kind == "shared")
     return Program(name, kept, program.loss, {}, {}, shared)
 
