@@ -157,8 +157,10 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
             comment = fmt(leaf.shape)
         elif reuse is not None:  # the operand dies here: update its buffer instead of allocating
             buffer, op, rest = reuse
-            body.append(f"{names[buffer]} {op}= {printer.doprint(rest)}  # in place: "
-                        f"{names[buffer]} is not read again")
+            scaled = P.one_hot.split_scaled(rest, shapes) if op in "+-" else None
+            update = (scaled[0].update_in_place(printer, names[buffer], op, scaled[1]) if scaled
+                      else f"{names[buffer]} {op}= {printer.doprint(rest)}")
+            body.append(f"{update}  # in place: {names[buffer]} is not read again")
             text = names[buffer]
         else:
             text = printer.doprint(st.expr)

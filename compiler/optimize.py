@@ -13,7 +13,7 @@ import sympy as sp
 
 from .ad import Backward
 from .graph import Graph, postorder
-from .primitives import rule_for, stop_gradient
+from .primitives import ones, reduce_sum, rule_for, stop_gradient
 
 INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer
 
@@ -201,11 +201,26 @@ def merge_aliases(program: Program) -> Program:
                    {k: substitute(e, rename, memo) for k, e in program.state.items()})
 
 
+def _row_sums_as_products(exprs: list, shapes) -> list:
+    """Lowering: every row sum of a matrix becomes ones(rows) @ g, so `cse` shares one ones vector."""
+    mapping = {}
+    for e in exprs:
+        for node in sp.preorder_traversal(e):
+            if isinstance(node, reduce_sum) and node not in mapping:
+                product = node.as_product(shapes)
+                if product is not None:
+                    mapping[node] = product
+    if not mapping:
+        return exprs
+    memo: dict = {}
+    return [substitute(e, mapping, memo) for e in exprs]
+
+
 def share_subexpressions(program: Program, shapes) -> Program:
     """`sympy.cse` over every statement and result together, in canonical (deterministic) order."""
     stmts = program.statements
     results = program.results()
-    exprs = [s.expr for s in stmts] + results
+    exprs = _row_sums_as_products([s.expr for s in stmts] + results, shapes)
     symbols = sp.numbered_symbols(f"_{program.name}_cse", real=True)
     replacements, reduced = sp.cse(exprs, symbols=symbols, order="canonical")
 
@@ -215,7 +230,8 @@ def share_subexpressions(program: Program, shapes) -> Program:
     kept = []
     for sym, expr in replacements:
         expr = substitute(expr, inline, {}) if inline else expr
-        if (isinstance(expr, sp.Tuple) or expr.is_Atom or all(x.is_integer for x in expr.free_symbols)
+        if (isinstance(expr, sp.Tuple) or expr.is_Atom
+                or all(x.is_integer for x in expr.free_symbols) and not isinstance(expr, ones)
                 or isinstance(expr, sp.Pow) and expr.exp == -1):
             inline[sym] = expr
         else:
