@@ -162,9 +162,15 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
                       else f"{names[buffer]} {op}= {printer.doprint(rest)}")
             body.append(f"{update}  # in place: {names[buffer]} is not read again")
             text = names[buffer]
+        elif (fresh := _fresh_term(st.expr, shapes(st.target), shapes)) is not None:
+            # `x @ W + b`: add the rest into the product's new buffer instead of allocating another
+            rest = st.expr - fresh
+            op, rest = ("-", -rest) if rest.could_extract_minus_sign() else ("+", rest)
+            text = f"{printer.doprint(fresh)}  # {comment}\n{names[st.target]} {op}= {printer.doprint(rest)}"
+            comment = "in place"
         else:
             text = printer.doprint(st.expr)
-        body.append(f"{names[st.target]} = {text}  # {comment}")
+        body.extend(f"{names[st.target]} = {text}  # {comment}".split("\n"))
         if (not st.expr.is_Atom and type(st.expr) not in VIEWS) or st.expr in owned:
             owned.add(st.target)
         if step.release:
@@ -232,6 +238,17 @@ def _reusable(st, step, owned: set, shapes):
             if isinstance(expr, sp.Add) and rest.could_extract_minus_sign():
                 return arg, "-", -rest
             return arg, ("*" if isinstance(expr, sp.Mul) else "+"), rest
+    return None
+
+
+def _fresh_term(expr, shape, shapes):
+    """The matrix product in a sum `a @ b + rest` that already has the sum's full shape: its result is
+    a new array the rest can be added into."""
+    if not isinstance(expr, sp.Add):
+        return None
+    for term in expr.args:
+        if isinstance(term, P.matmul) and shapes(term) == shape:
+            return term
     return None
 
 

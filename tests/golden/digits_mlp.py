@@ -153,10 +153,12 @@ def forward(params, **inputs):
         out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    hidden_pre = x @ hidden_W + hidden_b  # (B, 128)  digits_mlp.py:7
+    hidden_pre = x @ hidden_W  # (B, 128)  digits_mlp.py:7
+    hidden_pre += hidden_b  # in place
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
     del hidden_pre
-    logits = h @ out_W + out_b  # (B, 10)  digits_mlp.py:8
+    logits = h @ out_W  # (B, 10)  digits_mlp.py:8
+    logits += out_b  # in place
     del h
     return {'logits': logits}
 
@@ -205,10 +207,12 @@ def loss(params, **inputs):
         out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    hidden_pre = x @ hidden_W + hidden_b  # (B, 128)  digits_mlp.py:7
+    hidden_pre = x @ hidden_W  # (B, 128)  digits_mlp.py:7
+    hidden_pre += hidden_b  # in place
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
     del hidden_pre
-    logits = h @ out_W + out_b  # (B, 10)  digits_mlp.py:8
+    logits = h @ out_W  # (B, 10)  digits_mlp.py:8
+    logits += out_b  # in place
     del h
     top = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
     exp = np.exp(logits - top)  # (B, 10)  digits_mlp.py:10
@@ -267,9 +271,11 @@ def loss_and_grad(params, **inputs):
         out_b = params['out.b']
 
     # ---- forward -----------------------------------------------------------------------------------
-    hidden_pre = x @ hidden_W + hidden_b  # (B, 128)  digits_mlp.py:7
+    hidden_pre = x @ hidden_W  # (B, 128)  digits_mlp.py:7
+    hidden_pre += hidden_b  # in place
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
-    logits = h @ out_W + out_b  # (B, 10)  digits_mlp.py:8
+    logits = h @ out_W  # (B, 10)  digits_mlp.py:8
+    logits += out_b  # in place
     top = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
     exp = np.exp(logits - top)  # (B, 10)  digits_mlp.py:10
     total = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
