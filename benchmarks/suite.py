@@ -1,7 +1,8 @@
 """The benchmark suite: every implementation of every model timed in its own process, rounds
-interleaved, best median of the rounds; ratios to hand-written NumPy; extra measurements; RESULTS.md.
+interleaved, best median of the rounds; ratios to hand-written NumPy paired within each round;
+extra measurements; RESULTS.md.
 
-    python -m benchmarks [--quick] [--out benchmarks/RESULTS.md]     (or: symgrad bench)
+    python -m benchmarks [--quick] [--rounds N] [--out benchmarks/RESULTS.md]     (or: symgrad bench)
 """
 from __future__ import annotations
 
@@ -30,19 +31,31 @@ def run_worker(impl, model, dtype, samples) -> dict:
 
 
 def time_table(models, dtypes, impls, rounds, samples, log) -> dict:
-    best: dict = {}
+    """(model, dtype, impl) -> the median µs of each round (None where it failed). Each round runs
+    every implementation of one model back to back, in reversed order every other round, so a
+    ratio taken within a round compares runs seconds apart on this shared machine."""
+    runs: dict = {}
     for r in range(rounds):
         for model in models:
             for dtype in dtypes:
-                for impl in impls:
+                for impl in (impls if r % 2 == 0 else impls[::-1]):
                     res = run_worker(impl, model, dtype, samples)
-                    key = (model, dtype, impl)
-                    if "us" in res:
-                        best[key] = min(best.get(key, float("inf")), res["us"])
-                    elif key not in best:
-                        best[key] = None
+                    runs.setdefault((model, dtype, impl), []).append(res.get("us"))
                 log(f"round {r + 1}/{rounds}: {model} {dtype} done")
-    return best
+    return runs
+
+
+def summarize(runs: dict, model, dtype, impl) -> tuple[float | None, float | None]:
+    """The best round's median µs, and the median over rounds of the ratio to hand-written NumPy
+    measured in the same round (paired: drifts in machine speed between rounds cancel)."""
+    mine, hand = runs.get((model, dtype, impl), []), runs.get((model, dtype, "hand"), [])
+    times = [v for v in mine if v is not None]
+    ratios = sorted(a / b for a, b in zip(mine, hand) if a is not None and b)
+    if not times:
+        return None, None
+    n = len(ratios)
+    ratio = None if not n else ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    return min(times), ratio
 
 
 def blas_info() -> str:
@@ -133,7 +146,7 @@ def _peak(fn) -> int:
 OPENBLAS_ENV = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}  # as the run began
 
 
-def render(best, models, dtypes, impls, extra, command) -> str:
+def render(runs, models, dtypes, impls, extra, command) -> str:
     import numpy
     import sympy
     lines = ["# symgrad benchmark results", "",
@@ -144,16 +157,16 @@ def render(best, models, dtypes, impls, extra, command) -> str:
              "OPENBLAS env: " + (", ".join(f"{k}={v}" for k, v in OPENBLAS_ENV.items()) + " (as the "
                                  "environment is)" if OPENBLAS_ENV else "none set"), "",
              "Median µs of one `loss_and_grad` (best of the rounds, each implementation in its own "
-             "process, rounds interleaved); in brackets the ratio to hand-written NumPy.", ""]
+             "process, rounds interleaved); in brackets the ratio to hand-written NumPy, the median over "
+             "the rounds of the ratio measured within each round.", ""]
     header = "| model | dtype | " + " | ".join(impls) + " |"
     lines += [header, "|" + "---|" * (len(impls) + 2)]
     for model in models:
         for dtype in dtypes:
-            hand = best.get((model, dtype, "hand"))
             cells = []
             for impl in impls:
-                v = best.get((model, dtype, impl))
-                cells.append("n/a" if v is None else f"{v:,.1f} ({v / hand:.2f}×)" if hand else f"{v:,.1f}")
+                v, ratio = summarize(runs, model, dtype, impl)
+                cells.append("n/a" if v is None else f"{v:,.1f} ({ratio:.2f}×)" if ratio else f"{v:,.1f}")
             lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
     if extra:
         lines += ["", "## forward vs loss_and_grad (float64)", "",
@@ -183,19 +196,20 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="one round, float64, fewer samples, no extras")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
     p.add_argument("--models", nargs="*", default=list(SPECS))
+    p.add_argument("--rounds", type=int, default=5, help="rounds of the full run (default 5)")
     args = p.parse_args(argv)
-    rounds, samples = (1, 5) if args.quick else (3, 9)
+    rounds, samples = (1, 5) if args.quick else (args.rounds, 9)
     dtypes = ["float64"] if args.quick else ["float64", "float32"]
     impls = IMPLS
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    best = time_table(args.models, dtypes, impls, rounds, samples, log)
-    print(render(best, args.models, dtypes, impls, None, "(timings so far)"), file=sys.stderr, flush=True)
+    runs = time_table(args.models, dtypes, impls, rounds, samples, log)
+    print(render(runs, args.models, dtypes, impls, None, "(timings so far)"), file=sys.stderr, flush=True)
     extra = None if args.quick else extras(log)
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
-    text = render(best, args.models, dtypes, impls, extra, command)
+    text = render(runs, args.models, dtypes, impls, extra, command)
     print(text)
     if not args.quick:
         with open(args.out, "w", encoding="utf-8") as f:
