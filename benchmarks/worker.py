@@ -58,9 +58,9 @@ def build(impl, spec, dtype):
         if impl == "torch":
             return torch_cnn_step(params, x, y, CNN_LAYERS, dtype)
         raise ImportError(f"{impl} is not measured for the CNN")
-    if impl == "generated":
-        f = model.module.loss_and_grad
-        return lambda: f(params, x=x, y=y)
+    if impl == "generated":  # as training calls it: large products and gradients in a workspace
+        f, ws = model.module.loss_and_grad, model.module.Workspace()
+        return lambda: f(params, workspace=ws, x=x, y=y)
     if impl == "generated_forward":
         f = model.module.forward
         return lambda: f(params, x=x)

@@ -335,6 +335,9 @@ def _declare(name: str, shape, kind: str, **extra) -> Leaf:
             "state": "State"}[kind]
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
         raise error(f"bad name {name!r}", op=what, fix="use letters, digits, _ and . (e.g. 'hidden.W')")
+    if kind in ("input", "labels") and name in ("params", "workspace"):
+        raise error(f"the input name {name!r} is taken: the generated functions have an argument of "
+                    "that name", op=what, fix="rename the input (e.g. 'x')")
     if name in rec.leaves:
         prev = rec.leaves[name]
         raise error(f"duplicate name {name!r} (first declared on line {prev.line})", op=what,

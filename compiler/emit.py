@@ -30,6 +30,7 @@ class FunctionCode:
     prologue: list[str]
     body: list[str]
     ret: str
+    workspace: bool = False   # takes `workspace=` (a Workspace whose arrays it may write into)
 
 
 def _shape_literal(shape: Shape) -> str:
@@ -89,13 +90,26 @@ def _line_ref(graph: Graph, line: int) -> str:
 
 
 def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
-                  standalone: bool = False) -> tuple[FunctionCode, set]:
+                  standalone: bool = False, workspace: bool = False) -> tuple[FunctionCode, set]:
     """One generated function. `standalone` code reads symbolic sizes off its inputs instead of
-    from the module's validation (for snippets that run on their own)."""
+    from the module's validation (for snippets that run on their own). A `workspace` function
+    writes its large products into arrays the caller keeps from call to call (see Workspace)."""
     program = sched.program
     names, namer = _names(graph, sched)
     shapes = graph.shapes
     printer = Printer(names, shapes)
+    buffer_fn = namer.fresh("buffer") if workspace else None
+    buffered: list = []
+
+    def into_buffer(target, expr):
+        """`np.matmul(a, b, out=buffer('name', shape))` for a large product, else None."""
+        if (buffer_fn is None or not isinstance(expr, P.matmul) or not _large(shapes(expr))
+                or any(len(shapes(a)) > 2 for a in expr.args)):  # stacked products run slower with out=
+            return None
+        buffered.append(target)
+        a, b = (printer.doprint(e) for e in expr.args)
+        shape = "(" + ", ".join(str(d) for d in shapes(expr)) + ("," if len(shapes(expr)) == 1 else "") + ")"
+        return f"np.matmul({a}, {b}, out={buffer_fn}({names[target]!r}, {shape}))"
 
     used: set = set()
     for step in sched.steps:
@@ -153,7 +167,8 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
         reuse = None if st.target in grad_of else _reusable(st, step, owned, shapes)
         if st.target in grad_of:  # returned: exactly the parameter's shape and dtype, never an alias
             leaf = grad_of[st.target]
-            text = _materialize(printer, st.expr, leaf.shape, dtype, graph)
+            text = (shapes(st.expr) == tuple(leaf.shape) and into_buffer(st.target, st.expr)
+                    or _materialize(printer, st.expr, leaf.shape, dtype, graph))
             comment = fmt(leaf.shape)
         elif reuse is not None:  # the operand dies here: update its buffer instead of allocating
             buffer, op, rest = reuse
@@ -166,10 +181,11 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
             # `x @ W + b`: add the rest into the product's new buffer instead of allocating another
             rest = st.expr - fresh
             op, rest = ("-", -rest) if rest.could_extract_minus_sign() else ("+", rest)
-            text = f"{printer.doprint(fresh)}  # {comment}\n{names[st.target]} {op}= {printer.doprint(rest)}"
+            product = into_buffer(st.target, fresh) or printer.doprint(fresh)
+            text = f"{product}  # {comment}\n{names[st.target]} {op}= {printer.doprint(rest)}"
             comment = "in place"
         else:
-            text = printer.doprint(st.expr)
+            text = into_buffer(st.target, st.expr) or printer.doprint(st.expr)
         body.extend(f"{names[st.target]} = {text}  # {comment}".split("\n"))
         if (not st.expr.is_Atom and type(st.expr) not in VIEWS) or st.expr in owned:
             owned.add(st.target)
@@ -205,10 +221,22 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
                 parts = [f"        {k!r}: {_materialize(printer, e, shapes_of[k], dtype, graph)},"
                          for k, e in program.state.items()]
                 ret += ", {\n" + "\n".join(parts) + "\n    }"
-    doc = _doc(program.name, graph, inputs, dtype)
+    if buffered:
+        body.insert(0, f"{buffer_fn} = _fresh if workspace is None else workspace  # where large products go")
+    doc = _doc(program.name, graph, inputs, dtype, workspace)
     fn = FunctionCode(program.name, summary, doc, [p.name for p in params],
-                      [i.name for i in inputs], prologue, body, ret)
+                      [i.name for i in inputs], prologue, body, ret, workspace)
     return fn, printer.helpers
+
+
+LARGE = 65536  # elements (sizes such as B taken as 256): worth keeping in a Workspace between calls
+
+
+def _large(shape) -> bool:
+    n = 1
+    for d in shape:
+        n *= d if isinstance(d, int) else 256
+    return n >= LARGE
 
 
 # ops whose result may share memory with an operand (and so with the caller's arrays)
@@ -302,12 +330,15 @@ def _materialize(printer: Printer, expr: sp.Expr, shape: Shape, dtype: str, grap
     return text
 
 
-def _doc(name: str, graph: Graph, inputs, dtype: str) -> list[str]:
+def _doc(name: str, graph: Graph, inputs, dtype: str, workspace: bool = False) -> list[str]:
     lines = ["Inputs:" if inputs else "Inputs: none"]
     for leaf in inputs:
         kind = {"labels": f"int64 labels in [0, {leaf.classes})",
                 "seed": "int64 seed of the dropout masks"}.get(leaf.kind, dtype)
         lines.append(f"    {leaf.name}: {fmt(leaf.shape)} {kind}")
+    if workspace:
+        lines += ["workspace: optional Workspace(); large products and gradients are then written into",
+                  "    its arrays, kept from call to call (what the previous call returned is overwritten)"]
     lines.append("Returns:")
     if name == "forward":
         for k, (_, shape) in graph.outputs.items():
@@ -337,7 +368,8 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
     }
     functions, helpers = [], set()
     for name in ("forward", "loss", "loss_and_grad"):
-        fn, used = emit_function(graph, schedules[name], summaries[name], dtype)
+        fn, used = emit_function(graph, schedules[name], summaries[name], dtype,
+                                 workspace=name == "loss_and_grad")
         functions.append(fn)
         helpers |= used
     lag = schedules["loss_and_grad"]

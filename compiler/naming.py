@@ -7,7 +7,7 @@ import re
 import sympy as sp
 
 RESERVED = {"np", "DTYPE", "params", "inputs", "dims", "len", "PARAMS", "INPUTS", "OUTPUTS",
-            "LABEL_CLASSES", "InputError"}
+            "LABEL_CLASSES", "InputError", "workspace", "Workspace"}
 
 _OP_NAMES = {"Add": "add", "Mul": "mul", "matmul": "mm", "reduce_sum": "total", "reduce_max": "top",
              "expand_dims": "col", "squeeze": "flat", "broadcast_to": "full", "one_hot": "onehot",

@@ -180,6 +180,8 @@ CASES = {
                           "parameters are trainable floats"),
     "boolean parameter": ('a = Param("a", (), init=True)\nloss = a\n', 3, "is a boolean"),
     "symbolic parameter": ('a = Param("a", ("B",))\nloss = sum(a)\n', 3, "symbolic dimension"),
+    "reserved input name": ('w = Input("workspace", ("B", 2))\nloss = mean(w)\n', 3,
+                            "the input name 'workspace' is taken"),
     "duplicate": ('a = Param("a", ())\nb = Input("a", ())\nloss = a\n', 4, "duplicate name 'a'"),
     "syntax": ('a = Param("a", ()\nloss = a\n', 3, "syntax error"),
     "python error": ('a = Param("a", ())\nloss = a + undefined_name\n', 4,

@@ -199,3 +199,58 @@ def test_seeded_training_is_bit_identical(tmp_path, digits_model, digits_data):
                                                  plot=False, seed=8))
     other = _params(tmp_path / "c" / "checkpoint.npz")
     assert not np.array_equal(runs[0]["param/hidden.W"], other["param/hidden.W"])
+
+
+WIDE = """
+x = Input("x", ("B", 300))
+y = Labels("y", ("B",), classes=3)
+h = relu(linear(x, 256, name="hidden"))
+loss = softmax_cross_entropy(linear(h, 3, name="out"), y)
+"""
+
+
+def test_workspace_gives_the_same_numbers_and_reuses_its_arrays(tmp_path):
+    from helpers import build
+    model = build(tmp_path, WIDE)
+    m = model.module
+    assert "out=buffer('d_hidden_W', (300, 256))" in open(m.__file__).read()
+    params = model.init_params(0)
+    rng = np.random.default_rng(0)
+    ws = m.Workspace()
+    seen = None
+    for B in (16, 16, 5, 16):  # a smaller last batch makes the workspace reallocate, then again
+        inputs = dict(x=rng.standard_normal((B, 300)), y=rng.integers(0, 3, B))
+        fresh_loss, fresh = m.loss_and_grad(params, **inputs)
+        loss, grads = m.loss_and_grad(params, workspace=ws, **inputs)
+        assert loss == fresh_loss
+        for k in fresh:
+            assert np.array_equal(grads[k], fresh[k]) and grads[k].dtype == fresh[k].dtype
+        if seen is not None and B == 16:
+            assert grads["hidden.W"] is seen  # the same array, written again
+        seen = grads["hidden.W"]
+
+
+def test_model_step_keeps_one_workspace_per_thread(tmp_path):
+    import threading
+    from helpers import build
+    model = build(tmp_path, WIDE)
+    params = model.init_params(1)
+    rng = np.random.default_rng(1)
+    batches = [dict(x=rng.standard_normal((32, 300)), y=rng.integers(0, 3, 32)) for _ in range(2)]
+    expected = [model.module.loss_and_grad(params, **b)[1]["hidden.W"].copy() for b in batches]
+    results, spaces = {}, {}
+
+    def work(i):
+        for _ in range(20):
+            _, grads, _ = model.step(params, **batches[i])
+            ok = np.array_equal(grads["hidden.W"], expected[i])
+            results[i] = results.get(i, True) and ok
+        spaces[i] = model.workspace()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {0: True, 1: True}
+    assert spaces[0] is not spaces[1]

@@ -10,7 +10,8 @@ Memory:        loss_and_grad keeps at most ~24 bytes per sample + 24 bytes alive
 Functions (all take `params`, a dict name -> array, and the inputs as keyword arrays):
     forward(params, **inputs)        -> {'o': array}
     loss(params, **inputs)           -> scalar loss
-    loss_and_grad(params, **inputs)  -> (loss, {param name: gradient})
+    loss_and_grad(params, *, workspace=None, **inputs)
+                                     -> (loss, {param name: gradient})
 """
 import numpy as np
 
@@ -114,6 +115,27 @@ def _match(where, kind, name, value, shape, dtype, dims):
                          f"--dtype {value.dtype}")
 
 
+class Workspace:
+    """Arrays that `loss_and_grad(params, workspace=w, ...)` keeps from call to call: its large
+    matrix products and gradients are written into memory already in use instead of fresh pages
+    every step. What a call returns is overwritten by the next call with the same workspace, so use
+    it (or copy it) first. Use one workspace per thread."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def __call__(self, name, shape):
+        array = self.arrays.get(name)
+        if array is None or array.shape != shape:
+            array = self.arrays[name] = np.empty(shape, DTYPE)
+        return array
+
+
+def _fresh(name, shape):
+    """Without a workspace every result is a new array."""
+    return None
+
+
 def forward(params, **inputs):
     """The model's outputs, for inference: no loss and no backward work.
 
@@ -191,12 +213,14 @@ def loss(params, **inputs):
     return loss
 
 
-def loss_and_grad(params, **inputs):
+def loss_and_grad(params, *, workspace=None, **inputs):
     """The loss and the gradient of every parameter, fused: the backward pass reuses the forward's values.
 
     Inputs:
         x: (B, 3) float64
         t: (B,) float64
+    workspace: optional Workspace(); large products and gradients are then written into
+        its arrays, kept from call to call (what the previous call returned is overwritten)
     Returns:
         loss: scalar float64, and the gradient of each parameter:
         'w': (3,) float64
