@@ -19,3 +19,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 def test_main_command_trains_digits():
     assert "symgrad train examples/digits_mlp.py --data digits" in block("main")
+
+
+def test_generated_code_excerpt_is_what_the_compiler_emits():
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    m = re.search(r"backward of the MLP above, as emitted:\s*```python\n(.*?)\n```", text, re.S)
+    assert m, "README has no generated-code excerpt"
+    golden = open(os.path.join(ROOT, "tests", "golden", "digits_mlp.py"), encoding="utf-8").read()
+    assert m.group(1) in golden
