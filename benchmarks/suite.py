@@ -1,5 +1,5 @@
 """The benchmark suite: every implementation of every model timed in its own process, rounds
-interleaved, best median of the rounds; ratios to hand-written NumPy paired within each round;
+interleaved, best median of the rounds; ratios to hand-written NumPy (also round by round);
 extra measurements; RESULTS.md.
 
     python -m benchmarks [--quick] [--rounds N] [--out benchmarks/RESULTS.md]     (or: symgrad bench)
@@ -19,7 +19,7 @@ import numpy as np
 
 from .specs import ROOT, SPECS, layer_names
 
-IMPLS = ["generated", "hand", "floor", "torch", "jax", "pytensor", "autograd"]
+IMPLS = ["generated", "workspace", "hand", "floor", "torch", "jax", "pytensor", "autograd"]
 
 
 def run_worker(impl, model, dtype, samples) -> dict:
@@ -45,17 +45,17 @@ def time_table(models, dtypes, impls, rounds, samples, log) -> dict:
     return runs
 
 
-def summarize(runs: dict, model, dtype, impl) -> tuple[float | None, float | None]:
-    """The best round's median µs, and the median over rounds of the ratio to hand-written NumPy
-    measured in the same round (paired: drifts in machine speed between rounds cancel)."""
+def best(runs: dict, model, dtype, impl) -> float | None:
+    """The best round's median µs (None when it never ran)."""
+    times = [v for v in runs.get((model, dtype, impl), []) if v is not None]
+    return min(times) if times else None
+
+
+def paired_ratios(runs: dict, model, dtype, impl) -> list[float]:
+    """impl ÷ hand-written within each round: runs seconds apart, so a slow spell of this shared
+    machine slows both."""
     mine, hand = runs.get((model, dtype, impl), []), runs.get((model, dtype, "hand"), [])
-    times = [v for v in mine if v is not None]
-    ratios = sorted(a / b for a, b in zip(mine, hand) if a is not None and b)
-    if not times:
-        return None, None
-    n = len(ratios)
-    ratio = None if not n else ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
-    return min(times), ratio
+    return [a / b for a, b in zip(mine, hand) if a is not None and b]
 
 
 def blas_info() -> str:
@@ -157,17 +157,27 @@ def render(runs, models, dtypes, impls, extra, command) -> str:
              "OPENBLAS env: " + (", ".join(f"{k}={v}" for k, v in OPENBLAS_ENV.items()) + " (as the "
                                  "environment is)" if OPENBLAS_ENV else "none set"), "",
              "Median µs of one `loss_and_grad` (best of the rounds, each implementation in its own "
-             "process, rounds interleaved); in brackets the ratio to hand-written NumPy, the median over "
-             "the rounds of the ratio measured within each round.", ""]
+             "process, rounds interleaved); in brackets the ratio to hand-written NumPy. `workspace` is "
+             "the generated step called with a Workspace, as the trainer calls it.", ""]
     header = "| model | dtype | " + " | ".join(impls) + " |"
     lines += [header, "|" + "---|" * (len(impls) + 2)]
     for model in models:
         for dtype in dtypes:
-            cells = []
+            hand, cells = best(runs, model, dtype, "hand"), []
             for impl in impls:
-                v, ratio = summarize(runs, model, dtype, impl)
-                cells.append("n/a" if v is None else f"{v:,.1f} ({ratio:.2f}×)" if ratio else f"{v:,.1f}")
+                v = best(runs, model, dtype, impl)
+                cells.append("n/a" if v is None else f"{v:,.1f} ({v / hand:.2f}×)" if hand else f"{v:,.1f}")
             lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
+    paired = [(m, d, impl, sorted(paired_ratios(runs, m, d, impl)))
+              for m in models for d in dtypes for impl in ("generated", "workspace")]
+    if any(r for *_, r in paired):
+        lines += ["", "Generated ÷ hand-written within each round (median, lowest–highest of the rounds):", "",
+                  "| model | dtype | generated | workspace |", "|---|---|---|---|"]
+        for m in models:
+            for d in dtypes:
+                cells = [f"{r[len(r) // 2]:.2f} ({r[0]:.2f}–{r[-1]:.2f})" if r else "n/a"
+                         for mm, dd, _, r in paired if (mm, dd) == (m, d)]
+                lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
     if extra:
         lines += ["", "## forward vs loss_and_grad (float64)", "",
                   "| model | forward µs | loss_and_grad µs | ratio |", "|---|---|---|---|"]

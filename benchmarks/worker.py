@@ -51,14 +51,17 @@ def build(impl, spec, dtype):
     from .specs import CNN_LAYERS
     model, params, x, y = problem(spec, dtype)
     names = layer_names(spec)
-    if spec.kind == "cnn" and impl not in ("generated", "generated_forward"):
+    if spec.kind == "cnn" and impl not in ("generated", "workspace", "generated_forward"):
         if impl == "hand":
             f = make_cnn_loss_and_grad(CNN_LAYERS)
             return lambda: f(params, x, y)
         if impl == "torch":
             return torch_cnn_step(params, x, y, CNN_LAYERS, dtype)
         raise ImportError(f"{impl} is not measured for the CNN")
-    if impl == "generated":  # as training calls it: large products and gradients in a workspace
+    if impl == "generated":
+        f = model.module.loss_and_grad
+        return lambda: f(params, x=x, y=y)
+    if impl == "workspace":  # as the trainer calls it: large products and gradients kept between calls
         f, ws = model.module.loss_and_grad, model.module.Workspace()
         return lambda: f(params, workspace=ws, x=x, y=y)
     if impl == "generated_forward":

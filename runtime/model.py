@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
@@ -41,7 +40,6 @@ def init_array(rule: str, shape: tuple, dtype, rng: np.random.Generator) -> np.n
 class Model:
     """What the runtime needs from a generated module, and nothing from the compiler."""
     module: ModuleType
-    _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @property
     def params_spec(self) -> dict:
@@ -91,15 +89,9 @@ class Model:
     def loss_and_grad(self, params, **inputs):
         return self.module.loss_and_grad(params, **inputs)
 
-    def workspace(self):
-        """This thread's Workspace of the module: arrays reused by every step in the thread."""
-        ws = getattr(self._local, "workspace", None)
-        if ws is None:
-            ws = self._local.workspace = self.module.Workspace()
-        return ws
-
     def step(self, params, **inputs):
         """(loss, grads, new_state): the state dict is empty for models without running statistics.
-        Large gradients live in this thread's workspace: they are valid until the next step."""
-        out = self.module.loss_and_grad(params, workspace=self.workspace(), **inputs)
+        Pass workspace=self.module.Workspace() to have large gradients written into its arrays
+        (valid until the next step with it)."""
+        out = self.module.loss_and_grad(params, **inputs)
         return out if len(out) == 3 else (out[0], out[1], {})

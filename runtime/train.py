@@ -163,6 +163,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
     started = time.perf_counter()
     result = TrainResult(params, history, checkpoint=ckpt_path)
     epoch_state = rng.bit_generator.state
+    workspace = model.module.Workspace()  # the gradients are used up before the next step
     try:
         while epoch < config.epochs:
             epoch_state = rng.bit_generator.state
@@ -173,8 +174,8 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
                 inputs = {binding.x: x_train[idx], binding.y: y_train[idx]}
                 if model.needs_seed:  # a fresh, reproducible dropout mask for every step
                     inputs["seed"] = np.int64(config.seed * 1_000_003 + step)
-                loss, grads, running = (model.step(params, **inputs) if stepper is None
-                                        else stepper(params, idx, inputs))
+                loss, grads, running = (stepper(params, idx, inputs) if stepper is not None
+                                        else model.step(params, workspace=workspace, **inputs))
                 _check_finite(loss, grads, step, epoch, b, ckpt_path)
                 trainable = {k: params[k] for k in grads}
                 new_params, new_state = optimizer.update(trainable, grads, opt_state,

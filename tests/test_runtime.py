@@ -228,29 +228,3 @@ def test_workspace_gives_the_same_numbers_and_reuses_its_arrays(tmp_path):
         if seen is not None and B == 16:
             assert grads["hidden.W"] is seen  # the same array, written again
         seen = grads["hidden.W"]
-
-
-def test_model_step_keeps_one_workspace_per_thread(tmp_path):
-    import threading
-    from helpers import build
-    model = build(tmp_path, WIDE)
-    params = model.init_params(1)
-    rng = np.random.default_rng(1)
-    batches = [dict(x=rng.standard_normal((32, 300)), y=rng.integers(0, 3, 32)) for _ in range(2)]
-    expected = [model.module.loss_and_grad(params, **b)[1]["hidden.W"].copy() for b in batches]
-    results, spaces = {}, {}
-
-    def work(i):
-        for _ in range(20):
-            _, grads, _ = model.step(params, **batches[i])
-            ok = np.array_equal(grads["hidden.W"], expected[i])
-            results[i] = results.get(i, True) and ok
-        spaces[i] = model.workspace()
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == {0: True, 1: True}
-    assert spaces[0] is not spaces[1]
