@@ -168,16 +168,14 @@ def render(runs, models, dtypes, impls, extra, command) -> str:
                 v = best(runs, model, dtype, impl)
                 cells.append("n/a" if v is None else f"{v:,.1f} ({v / hand:.2f}×)" if hand else f"{v:,.1f}")
             lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
-    paired = [(m, d, impl, sorted(paired_ratios(runs, m, d, impl)))
-              for m in models for d in dtypes for impl in ("generated", "workspace")]
-    if any(r for *_, r in paired):
+    paired = [(m, d, [sorted(paired_ratios(runs, m, d, impl)) for impl in ("generated", "workspace")])
+              for m in models for d in dtypes]
+    if any(any(rs) for *_, rs in paired):
         lines += ["", "Generated ÷ hand-written within each round (median, lowest–highest of the rounds):", "",
                   "| model | dtype | generated | workspace |", "|---|---|---|---|"]
-        for m in models:
-            for d in dtypes:
-                cells = [f"{r[len(r) // 2]:.2f} ({r[0]:.2f}–{r[-1]:.2f})" if r else "n/a"
-                         for mm, dd, _, r in paired if (mm, dd) == (m, d)]
-                lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
+        for m, d, rs in paired:
+            cells = [f"{r[len(r) // 2]:.2f} ({r[0]:.2f}–{r[-1]:.2f})" if r else "n/a" for r in rs]
+            lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
     if extra:
         lines += ["", "## forward vs loss_and_grad (float64)", "",
                   "| model | forward µs | loss_and_grad µs | ratio |", "|---|---|---|---|"]

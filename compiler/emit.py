@@ -99,17 +99,16 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
     shapes = graph.shapes
     printer = Printer(names, shapes)
     buffer_fn = namer.fresh("buffer") if workspace else None
-    buffered: list = []
+    buffered = set()  # statements written into the workspace
 
     def into_buffer(target, expr):
         """`np.matmul(a, b, out=buffer('name', shape))` for a large product, else None."""
         if (buffer_fn is None or not isinstance(expr, P.matmul) or not _large(shapes(expr))
                 or any(len(shapes(a)) > 2 for a in expr.args)):  # stacked products run slower with out=
             return None
-        buffered.append(target)
+        buffered.add(target)
         a, b = (printer.doprint(e) for e in expr.args)
-        shape = "(" + ", ".join(str(d) for d in shapes(expr)) + ("," if len(shapes(expr)) == 1 else "") + ")"
-        return f"np.matmul({a}, {b}, out={buffer_fn}({names[target]!r}, {shape}))"
+        return f"np.matmul({a}, {b}, out={buffer_fn}({names[target]!r}, {fmt(shapes(expr))}))"
 
     used: set = set()
     for step in sched.steps:
@@ -182,11 +181,13 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
             rest = st.expr - fresh
             op, rest = ("-", -rest) if rest.could_extract_minus_sign() else ("+", rest)
             product = into_buffer(st.target, fresh) or printer.doprint(fresh)
-            text = f"{product}  # {comment}\n{names[st.target]} {op}= {printer.doprint(rest)}"
-            comment = "in place"
+            body.append(f"{names[st.target]} = {product}  # {comment}")
+            body.append(f"{names[st.target]} {op}= {printer.doprint(rest)}  # in place")
+            text = None  # both lines are written
         else:
             text = into_buffer(st.target, st.expr) or printer.doprint(st.expr)
-        body.extend(f"{names[st.target]} = {text}  # {comment}".split("\n"))
+        if text is not None:
+            body.append(f"{names[st.target]} = {text}  # {comment}")
         if (not st.expr.is_Atom and type(st.expr) not in VIEWS) or st.expr in owned:
             owned.add(st.target)
         if step.release:
@@ -293,8 +294,7 @@ def _checked_prologue(fn_name, loads, dims, params, inputs) -> list[str]:
                 lines.append(f"    {d} = {var}.shape[{axis}]")
     conds = [f"len(inputs) == {len(inputs)}"]
     for var, where, leaf in loads:
-        shape = "(" + ", ".join(str(d) for d in leaf.shape) + ("," if len(leaf.shape) == 1 else "") + ")"
-        conds.append(f"{var}.shape == {shape}")
+        conds.append(f"{var}.shape == {fmt(leaf.shape)}")
         if leaf.kind in ("labels", "seed"):
             conds.append(f"{var}.dtype == np.int64")
             if leaf.kind == "labels":
@@ -323,8 +323,7 @@ def _materialize(printer: Printer, expr: sp.Expr, shape: Shape, dtype: str, grap
     if not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer}):
         return f"np.full({_shape_literal(shape)}, {text}, dtype=DTYPE)"
     if graph.shapes(expr) != tuple(shape):
-        dims = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-        return f"np.broadcast_to({text}, {dims}).astype(DTYPE)"
+        return f"np.broadcast_to({text}, {fmt(shape)}).astype(DTYPE)"
     if expr in {leaf.symbol for leaf in graph.leaves.values()}:
         return f"{text}.copy()"
     return text
