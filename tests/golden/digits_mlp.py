@@ -101,6 +101,10 @@ def _match(where, kind, name, value, shape, dtype, dims):
                          f"for {_shape_text(shape)}")
     for axis, (want, got) in enumerate(zip(shape, value.shape)):
         if isinstance(want, str):
+            if got == 0:  # a mean over no samples divides by zero
+                raise InputError(f"{where}: {kind} {name!r} has {want}=0 on axis {axis}: "
+                                 + ("the batch is empty" if want == "B" else f"{want} is empty")
+                                 + "; pass at least one sample")
             if dims.setdefault(want, got) != got:
                 raise InputError(f"{where}: {kind} {name!r} has {want}={got} on axis {axis}, but "
                                  f"another array has {want}={dims[want]}")
