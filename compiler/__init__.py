@@ -57,7 +57,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
 
     t = time.perf_counter()
     fused = build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False)
-    inference = {k: _inference_form(e, graph.eval_subs) for k, (e, _) in graph.outputs.items()}
+    inference = {k: _inference_form(e, graph.eval_subs, graph.shapes) for k, (e, _) in graph.outputs.items()}
     programs = {
         "forward": build_program("forward", graph, None, want_loss=False, want_outputs=True,
                                  outputs=inference),
@@ -77,12 +77,12 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     return Compiled(text, graph, grads, schedules, timings, dtype, shown)
 
 
-def _inference_form(expr, subs: dict):
+def _inference_form(expr, subs: dict, shapes):
     """Dropout off, batch norm on running statistics: replace train-mode nodes until none is left
     (an inference form may itself contain the train form of an earlier layer)."""
     from .optimize import substitute
     while subs:
-        new = substitute(expr, subs, {})
+        new = substitute(expr, subs, {}, shapes)
         if new == expr:
             break
         expr = new

@@ -12,9 +12,9 @@ import sympy as sp
 
 from .errors import CompileError
 from .graph import Graph, postorder
-from .primitives import (broadcast_to, is_singular, reduce_sum, rule_for, select, unbroadcast,
+from .primitives import (broadcast_to, conform, is_singular, reduce_sum, rule_for, select, unbroadcast,
                          unless_zero)
-from .shapes import dim_expr
+from .shapes import ShapeMismatch, broadcast, dim_expr, fmt
 
 
 class UnusedParameterWarning(UserWarning):
@@ -42,17 +42,22 @@ def topological_order(root: sp.Basic) -> list[sp.Basic]:
     return postorder([root], atoms=True)
 
 
-def accumulate(parts: list) -> sp.Expr:
-    """Sum a node's cotangents; sums over the same axes are fused: Σ_axes(a) + Σ_axes(b) = Σ_axes(a+b)."""
+def accumulate(parts: list, shapes) -> sp.Expr:
+    """Sum a node's cotangents; sums over the same axes of operands of the same shape are fused:
+    Σ_axes(a) + Σ_axes(b) = Σ_axes(a+b). (A parameter used at two broadcast shapes, as a scale in a
+    (B, 4) and a (B, 3) product, has sums whose operands cannot be added: they stay apart.)"""
     groups: dict = {}
     rest = []
     for part in parts:
         if isinstance(part, reduce_sum):
-            groups.setdefault(part.args[1:], []).append(part.args[0])
+            groups.setdefault((part.args[1:], shapes(part.args[0])), []).append(part.args[0])
         else:
             rest.append(part)
-    fused = [reduce_sum(sp.Add(*xs), *static) if len(xs) > 1 else reduce_sum(xs[0], *static)
-             for static, xs in groups.items()]
+    fused = []
+    for (static, shape), xs in groups.items():
+        total = sp.Add(*xs)
+        if total != 0:  # contributions that cancel exactly are no contribution
+            fused.append(reduce_sum(conform(total, shape, shapes), *static))
     return sp.Add(*rest, *fused)
 
 
@@ -64,6 +69,22 @@ def _where_branches(order) -> set:
             inside |= set(topological_order(node.args[1]))
             inside |= set(topological_order(node.args[2]))
     return inside
+
+
+def _adjoint_shape(total, node, graph: Graph):
+    """The physical shape of an adjoint, which must broadcast to its node's shape (cotangents stay
+    lazily broadcast); anything else is a wrong VJP rule, refused before any code is emitted."""
+    shapes = graph.shapes
+    try:
+        have = shapes(total)
+        if broadcast(have, shapes(node)) == tuple(shapes(node)):
+            return have
+        problem = f"has shape {fmt(have)}"
+    except ShapeMismatch as e:
+        problem = f"does not have a shape ({e})"
+    line = graph.lines.get(node, 0)
+    raise CompileError(f"{graph.path}:{line}: internal error: the gradient of a {fmt(shapes(node))} "
+                       f"{type(node).__name__} {problem}; this is a symgrad bug, please report it")
 
 
 def backward(graph: Graph) -> Backward:
@@ -85,11 +106,11 @@ def backward(graph: Graph) -> Backward:
         parts = cotangents.pop(node, None)
         if not parts or node not in needs_grad:
             continue
-        total = accumulate(parts)
+        total = accumulate(parts, shapes)
         if total == 0:
             continue
         symbol = sp.Symbol(f"_adj{len(adjoints)}", real=True)
-        shapes.set(symbol, shapes(total))
+        shapes.set(symbol, _adjoint_shape(total, node, graph))
         adjoints.append(Adjoint(symbol, total, node))
         if node in params:
             grads[params[node].name] = symbol

@@ -20,7 +20,8 @@ import sympy as sp
 
 from .graph import Graph, postorder
 from .optimize import forward_nodes
-from .primitives import is_singular, rule_for, select, sigmoid, softplus
+from .errors import CompileError
+from .primitives import conform, is_singular, rule_for, select, sigmoid, softplus
 from .shapes import ShapeMismatch, broadcast
 
 
@@ -38,13 +39,26 @@ def rebuild(graph: Graph, rule) -> None:
         args = tuple(new.get(a, a) for a in node.args)
         fresh = node if args == node.args else node.func(*args)
         fresh = rule(fresh, graph, graph.lines.get(node, 0)) or fresh
-        new[node] = fresh
+        new[node] = _keep_shape(fresh, node, graph)
         if fresh is not node:
             if node in graph.lines:
                 graph.lines.setdefault(fresh, graph.lines[node])
             if node in graph.hints and fresh not in graph.hints:
                 graph.hints[fresh] = graph.hints[node]
     _remap(graph, new)
+
+
+def _keep_shape(fresh, node, graph: Graph):
+    """A rewritten node keeps the shape of the node it replaces (SymPy may have folded a broadcast
+    away); a rewrite that cannot is a compiler bug, refused with the model line."""
+    if fresh is node:
+        return node
+    try:
+        return conform(fresh, graph.shapes(node), graph.shapes)
+    except ShapeMismatch as e:
+        line = graph.lines.get(node, 0)
+        raise CompileError(f"{graph.path}:{line}: internal error in a rewrite: {e}; this is a "
+                           "symgrad bug, please report it") from None
 
 
 def _roots(graph: Graph) -> list:
@@ -146,9 +160,9 @@ def expose_named_values(graph: Graph) -> Graph:
         if args == node.args:
             new[node] = node
         elif isinstance(node, (sp.Add, sp.Mul, sp.Pow)):
-            new[node] = node.func(*args, evaluate=False)
+            new[node] = _keep_shape(node.func(*args, evaluate=False), node, graph)
         else:
-            new[node] = node.func(*args)
+            new[node] = _keep_shape(node.func(*args), node, graph)
     for old, fresh in new.items():
         if fresh is not old:
             if old in graph.lines:

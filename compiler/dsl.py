@@ -211,10 +211,15 @@ def _lift(value, op: str) -> Tensor:
 
 
 def _record(expr: sp.Basic, shape: Shape, dtype: str = "float") -> Tensor:
+    """Bind a traced value to the shape its op promised. SymPy's scalar algebra may have folded a
+    broadcast away (`(a + b) - b` is `a`); `conform` puts it back as an explicit broadcast."""
     rec = recorder()
+    try:
+        expr = P.conform(expr, shape, rec.shapes)  # also infers now: a rule complains at this line
+    except P.ShapeChanged as e:
+        raise error(f"internal error: {e}", op="shape check",
+                    fix="this is a symgrad bug; please report it with the model file") from None
     rec.lines.setdefault(expr, rec.line())
-    if not expr.is_Number:
-        rec.shapes(expr)  # infer and memoise now, so a rule's complaint is reported at this line
     return Tensor(expr, shape, dtype)
 
 

@@ -13,7 +13,7 @@ from .graph import Graph
 from .optimize import count_ops
 from .printer import Printer
 from .schedule import Schedule, peak_bytes
-from .shapes import Shape, fmt
+from .shapes import Shape, ShapeMismatch, broadcast, fmt
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("compiler", "templates"),
                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -264,6 +264,8 @@ def _reusable(st, step, owned: set, shapes):
                 continue
             if isinstance(expr, sp.Mul) and rest.is_Number and rest == -1:
                 continue
+            if not _fits_into(rest, shapes(st.target), shapes):
+                continue  # the update must not grow the buffer (the shape invariant, once more)
             if isinstance(expr, sp.Add) and rest.could_extract_minus_sign():
                 return arg, "-", -rest
             return arg, ("*" if isinstance(expr, sp.Mul) else "+"), rest
@@ -276,9 +278,18 @@ def _fresh_term(expr, shape, shapes):
     if not isinstance(expr, sp.Add):
         return None
     for term in expr.args:
-        if isinstance(term, P.matmul) and shapes(term) == shape:
+        if isinstance(term, P.matmul) and shapes(term) == shape and _fits_into(expr - term, shape, shapes):
             return term
     return None
+
+
+def _fits_into(update, shape, shapes) -> bool:
+    """An in-place update `buffer op= update` computes the same as the expression it replaces only
+    when `update` broadcasts into the buffer's shape."""
+    try:
+        return broadcast(shapes(update), shape) == tuple(shape)
+    except ShapeMismatch:
+        return False
 
 
 def _checked_prologue(fn_name, loads, dims, params, inputs) -> list[str]:

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .ad import Backward
+from .errors import CompileError
 from .graph import Graph, postorder
-from .primitives import ones, reduce_sum, rule_for, stop_gradient
+from .primitives import conform, ones, reduce_sum, rule_for, stop_gradient
+from .shapes import ShapeMismatch, broadcast, fmt
 
 INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer
 
@@ -44,8 +46,11 @@ class Program:
         return out + list(self.outputs.values()) + list(self.grads.values()) + list(self.state.values())
 
 
-def substitute(expr: sp.Basic, mapping: dict, memo: dict) -> sp.Basic:
-    """Replace sub-expressions by `mapping`, visiting each distinct node once (DAG-safe, iterative)."""
+def substitute(expr: sp.Basic, mapping: dict, memo: dict, shapes=None) -> sp.Basic:
+    """Replace sub-expressions by `mapping`, visiting each distinct node once (DAG-safe, iterative).
+
+    Rebuilding a node re-runs SymPy's scalar algebra on it (`g*x - g*x` becomes 0); with `shapes`,
+    every rebuilt node keeps the shape of the node it replaces (see `conform`)."""
     stack = [expr]
     while stack:
         node = stack[-1]
@@ -53,7 +58,9 @@ def substitute(expr: sp.Basic, mapping: dict, memo: dict) -> sp.Basic:
             stack.pop()
             continue
         if node in mapping:
-            memo[node] = mapping[node]
+            value = mapping[node]
+            memo[node] = value if shapes is None or isinstance(value, sp.Tuple) else \
+                conform(value, shapes(node), shapes)
             stack.pop()
             continue
         if node.is_Atom or not node.args:
@@ -65,7 +72,12 @@ def substitute(expr: sp.Basic, mapping: dict, memo: dict) -> sp.Basic:
             stack.extend(pending)
             continue
         args = tuple(memo[a] for a in node.args)
-        memo[node] = node if args == node.args else node.func(*args)
+        if args == node.args:
+            memo[node] = node
+        else:
+            fresh = node.func(*args)
+            memo[node] = fresh if shapes is None or isinstance(node, sp.Tuple) else \
+                conform(fresh, shapes(node), shapes)
         stack.pop()
     return memo[expr]
 
@@ -88,7 +100,7 @@ def _fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, d
     folded: dict = {}
     kept = []
     for a in adjoints:  # consumers come after producers: fold in order
-        expr = substitute(a.expr, folded, {}) if folded else a.expr
+        expr = substitute(a.expr, folded, {}, graph.shapes) if folded else a.expr
         users = uses.get(a.symbol, [])
         trivial = expr.is_Number or expr.is_Symbol or all(x.is_integer for x in expr.free_symbols)
         copied_by_user = len(users) == 1 and users[0] is not None and defs[users[0]].expr == a.symbol
@@ -106,10 +118,10 @@ def forward_nodes(roots: list) -> list:
     return postorder(roots)
 
 
-def _without_stop_gradient(expr: sp.Basic, memo: dict) -> sp.Basic:
+def _without_stop_gradient(expr: sp.Basic, memo: dict, shapes=None) -> sp.Basic:
     """stop_gradient only matters to reverse mode; afterwards it is the identity."""
     stops = [n for n in sp.preorder_traversal(expr) if isinstance(n, stop_gradient)]
-    return substitute(expr, {n: n.args[0] for n in stops}, memo) if stops else expr
+    return substitute(expr, {n: n.args[0] for n in stops}, memo, shapes) if stops else expr
 
 
 def build_program(name: str, graph: Graph, backward: Backward | None, *, want_loss: bool,
@@ -134,11 +146,12 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
     plain: dict = {}
 
     def lower(e):
-        return _without_stop_gradient(substitute(e, bound, memo), plain)
+        return _without_stop_gradient(substitute(e, bound, memo, shapes), plain, shapes)
 
     statements = []
     for i, node in enumerate(points):
-        expr = _without_stop_gradient(node.func(*[substitute(a, bound, memo) for a in node.args]), plain)
+        expr = node.func(*[substitute(a, bound, memo, shapes) for a in node.args])
+        expr = _without_stop_gradient(conform(expr, shapes(node), shapes), plain, shapes)
         shapes.set(bound[node], shapes(node))
         line = graph.lines.get(node, 0)
         statements.append(Statement(bound[node], expr, "forward", node, line, (0, line, i)))
@@ -149,7 +162,40 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
     outs = {k: lower(e) for k, e in outputs_in.items()} if want_outputs else {}
     state = {k: lower(e) for k, e in state_in.items()}
     program = share_subexpressions(Program(name, statements, loss, outs, grads, state=state), shapes)
-    return merge_aliases(program)
+    return verify_shapes(merge_aliases(program, shapes), graph)
+
+
+def verify_shapes(program: Program, graph: Graph) -> Program:
+    """The invariant after every rewrite: each statement computes exactly the shape its target was
+    promised, and each result broadcasts to its declared shape. Where SymPy folded a broadcast away,
+    an explicit one puts it back; anything else is refused (an internal error naming the model line)
+    rather than emitted as wrong code."""
+    shapes = graph.shapes
+
+    def check(expr, shape, line, what, exact=True):
+        try:
+            if exact:
+                return conform(expr, shape, shapes)
+            if broadcast(shapes(expr), shape) == tuple(shape):
+                return expr
+            raise ShapeMismatch(f"shape {fmt(shapes(expr))} does not broadcast to {fmt(shape)}")
+        except ShapeMismatch as e:
+            raise CompileError(f"{graph.path}:{line}: internal error: {what}: {e}; this is a symgrad "
+                               "bug, please report it") from None
+
+    statements = [Statement(s.target, check(s.expr, shapes(s.target), s.line, f"statement {s.target}"),
+                            s.kind, s.node, s.line, s.priority) for s in program.statements]
+    if program.loss is not None:
+        check(program.loss, (), graph.lines.get(graph.loss, 0), "the loss")
+    declared = {leaf.name: leaf.shape for leaf in graph.leaves.values()}
+    for name, g in program.grads.items():
+        check(g, declared[name], declared and graph.leaves[name].line, f"the gradient of {name}", False)
+    for name, e in program.outputs.items():
+        check(e, graph.outputs[name][1], 0, f"output {name!r}", False)
+    for name, e in program.state.items():
+        check(e, declared[name], graph.leaves[name].line, f"state {name!r}", False)
+    return Program(program.name, statements, program.loss, program.outputs, program.grads,
+                   program.shared, program.state)
 
 
 def closure(program: Program, roots) -> list[Statement]:
@@ -172,7 +218,7 @@ def slice_program(program: Program, name: str) -> Program:
     return Program(name, kept, program.loss, {}, {}, shared)
 
 
-def merge_aliases(program: Program) -> Program:
+def merge_aliases(program: Program, shapes) -> Program:
     """`T = S` where S is an unnamed shared temporary: compute the value as T directly."""
     stmts = program.statements
     temps = {s.target: s for s in stmts if s.kind == "shared"}
@@ -190,15 +236,15 @@ def merge_aliases(program: Program) -> Program:
         if s.target in rename:  # the temporary now defines the named value
             named = next(t for t in stmts if t.target == rename[s.target])
             s = Statement(named.target, s.expr, named.kind, named.node, named.line, s.priority)
-        out.append(Statement(s.target, substitute(s.expr, rename, {}), s.kind, s.node, s.line,
+        out.append(Statement(s.target, substitute(s.expr, rename, {}, shapes), s.kind, s.node, s.line,
                              s.priority))
     memo: dict = {}
     return Program(program.name, out,
-                   None if program.loss is None else substitute(program.loss, rename, memo),
-                   {k: substitute(e, rename, memo) for k, e in program.outputs.items()},
-                   {k: substitute(e, rename, memo) for k, e in program.grads.items()},
+                   None if program.loss is None else substitute(program.loss, rename, memo, shapes),
+                   {k: substitute(e, rename, memo, shapes) for k, e in program.outputs.items()},
+                   {k: substitute(e, rename, memo, shapes) for k, e in program.grads.items()},
                    program.shared - len(rename),
-                   {k: substitute(e, rename, memo) for k, e in program.state.items()})
+                   {k: substitute(e, rename, memo, shapes) for k, e in program.state.items()})
 
 
 def _row_sums_as_products(exprs: list, shapes) -> list:
@@ -213,7 +259,7 @@ def _row_sums_as_products(exprs: list, shapes) -> list:
     if not mapping:
         return exprs
     memo: dict = {}
-    return [substitute(e, mapping, memo) for e in exprs]
+    return [substitute(e, mapping, memo, shapes) for e in exprs]
 
 
 def share_subexpressions(program: Program, shapes) -> Program:
@@ -229,7 +275,9 @@ def share_subexpressions(program: Program, shapes) -> Program:
     inline: dict = {}
     kept = []
     for sym, expr in replacements:
-        expr = substitute(expr, inline, {}) if inline else expr
+        expr = substitute(expr, inline, {}, shapes) if inline else expr
+        if not isinstance(expr, sp.Tuple):
+            shapes.set(sym, shapes(expr))
         if (isinstance(expr, sp.Tuple) or expr.is_Atom
                 or all(x.is_integer for x in expr.free_symbols) and not isinstance(expr, ones)
                 or isinstance(expr, sp.Pow) and expr.exp == -1):
@@ -237,7 +285,7 @@ def share_subexpressions(program: Program, shapes) -> Program:
         else:
             kept.append((sym, expr))
     if inline:
-        reduced = [substitute(e, inline, {}) for e in reduced]
+        reduced = [substitute(e, inline, {}, shapes) for e in reduced]
 
     new_stmts = [Statement(s.target, e, s.kind, s.node, s.line, s.priority)
                  for s, e in zip(stmts, reduced[: len(stmts)])]

@@ -816,7 +816,33 @@ class ones(Op):
 
 
 # ---------------------------------------------------------------------------------------------
-# The one place broadcasting is undone.
+# The one place a shape is restored after SymPy's scalar algebra, and the one place broadcasting
+# is undone.
+
+class ShapeChanged(ShapeMismatch):
+    """A rewrite produced a value that cannot stand for the node it replaces (internal error)."""
+
+
+def conform(expr, shape, shapes):
+    """`expr` with exactly `shape`: SymPy simplifies as if every symbol were a scalar, so
+    `(a + b) - b` becomes `a` and `w - w + 1` becomes `1`, dropping the broadcast to `b`'s or `w`'s
+    shape. Values are still right position by position, so an explicit broadcast restores the
+    shape; a result that does not broadcast to `shape` is a compiler bug and raises ShapeChanged."""
+    have = tuple(shapes(expr))
+    shape = tuple(shape)
+    if have == shape:
+        return expr
+    try:
+        ok = broadcast(have, shape) == shape
+    except ShapeMismatch:
+        ok = False
+    if not ok:
+        raise ShapeChanged(f"a rewrite turned a value of shape {fmt(shape)} into one of shape "
+                           f"{fmt(have)}: {expr}")
+    fixed = broadcast_to(expr, sp.Tuple(*[dim_expr(d) for d in shape]))
+    shapes(fixed)
+    return fixed
+
 
 def unbroadcast(g, g_shape, target, logical=None):
     """Sum the cotangent `g` over the axes that broadcasting added or stretched, so it fits `target`.
