@@ -1,10 +1,15 @@
 """Run a model file under the tracer and hand back its Graph (the SymPy DAG with shapes and lines)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
+import re
+import sys
 import traceback
 
+from . import hints
 from .dsl import Recorder, Tensor, _ACTIVE
 from .errors import ModelError
 from .graph import Graph
@@ -38,8 +43,8 @@ def trace_source(source: str, path: str) -> Graph:
     except Exception as e:  # the user's own Python failed: point at their line, not ours
         line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__))
                      if fr.filename == path), 0)
-        raise ModelError(f"{type(e).__name__}: {e}", where=f"{path}:{line}",
-                         fix="the model file raised this while being traced") from None
+        guess = suggestion(e)
+        raise ModelError(describe(e, guess), where=f"{path}:{line}", fix=fix_for(e, guess)) from None
     finally:
         _ACTIVE.reset(token)
 
@@ -71,7 +76,43 @@ def trace_source(source: str, path: str) -> Graph:
                  leaves=rec.leaves, loss=loss.expr,
                  outputs={k: (v.expr, v.shape) for k, v in outputs.items()},
                  shapes=rec.shapes, lines=rec.lines, hints=rec.hints, eval_subs=rec.eval_subs,
-                 state_updates={leaf_name(rec, k): v for k, v in rec.state_updates.items()})
+                 state_updates=dict(rec.state_updates))
+
+
+def describe(e: BaseException, guess: str | None = None) -> str:
+    """`Type: message`, and for a misspelt name Python's own "Did you mean: 'relu'?"."""
+    text = f"{type(e).__name__}: {e}"
+    if guess and "Did you mean" not in text:
+        text += f". Did you mean: {guess!r}?"
+    return text
+
+
+def suggestion(e: BaseException) -> str | None:
+    """The name Python would suggest for a NameError or AttributeError, or None.
+
+    Python computes the suggestion only while it formats the exception with its traceback (the
+    names visible in the failing frame): the traceback module does it from 3.12, the interpreter's
+    own display (sys.__excepthook__) from 3.10, so 3.11 needs the latter."""
+    if not isinstance(e, (NameError, AttributeError)) or getattr(e, "name", None) is None:
+        return None
+    texts = ["".join(traceback.TracebackException.from_exception(e).format_exception_only())]
+    if "Did you mean" not in texts[0]:
+        shown = io.StringIO()
+        with contextlib.redirect_stderr(shown):
+            sys.__excepthook__(type(e), e, e.__traceback__)
+        texts.append(shown.getvalue())
+    for text in texts:
+        if m := re.search(r"Did you mean: '([^']+)'\?", text):
+            return m.group(1)
+    return None
+
+
+def fix_for(e: BaseException, guess: str | None = None) -> str:
+    if isinstance(e, NameError) and not (guess and hints.exists(guess)):
+        return hints.unknown_name_fix(getattr(e, "name", None))
+    if guess:
+        return "check the spelling"
+    return "the model file raised this while being traced"
 
 
 def leaf_name(rec, symbol) -> str:
