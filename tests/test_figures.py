@@ -100,6 +100,7 @@ def test_activations_figure(tmp_path):
     assert png(tmp_path / "activations.png")
 
 
+@pytest.mark.slow
 def test_mnist_confusion_figure(tmp_path):
     r = figures.mnist_confusion(str(tmp_path), quick=True)
     assert r["accuracy"] > 0.85 and r["confusion"].sum() == 1000

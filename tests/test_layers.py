@@ -115,6 +115,7 @@ def test_dropout_masks_are_seeded_scaled_and_off_at_inference(tmp_path):
     np.testing.assert_array_equal(model.forward(params, x=x)["d"], x)
 
 
+@pytest.mark.slow
 def test_mnist1d_cnn_reaches_90_percent(tmp_path):
     from runtime.data import mnist1d
     from runtime.train import TrainConfig, train

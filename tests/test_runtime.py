@@ -80,6 +80,7 @@ def test_user_files(tmp_path):
         load_dataset("nope")
 
 
+@pytest.mark.slow
 def test_digits_default_settings_reach_97(tmp_path, digits_model, digits_data):
     result = train(digits_model, digits_data, TrainConfig(out=str(tmp_path), progress=False))
     assert result.final["test_acc"] >= 0.97
@@ -88,6 +89,7 @@ def test_digits_default_settings_reach_97(tmp_path, digits_model, digits_data):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_mnist1d_mlp_reaches_65(tmp_path):
     model = runtime.load(os.path.join(EXAMPLES, "mnist1d_mlp.py"))
     config = TrainConfig(lr=1e-2, batch_size=100, epochs=150, out=str(tmp_path), progress=False,
@@ -95,6 +97,7 @@ def test_mnist1d_mlp_reaches_65(tmp_path):
     assert train(model, mnist1d(), config).final["test_acc"] >= 0.65
 
 
+@pytest.mark.slow
 def test_mnist5k_mlp_reaches_92(tmp_path):
     model = runtime.load(os.path.join(EXAMPLES, "mnist5k_mlp.py"))
     config = TrainConfig(epochs=30, out=str(tmp_path), progress=False, plot=False)
