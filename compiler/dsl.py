@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextvars
 import re
 import sys
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 
+import numpy as np
 import sympy as sp
 
 from . import primitives as P
@@ -50,6 +52,7 @@ class Recorder:
     state_updates: dict = field(default_factory=dict)  # state name -> expr of its new value
     dropouts: int = 0
     layer_count: int = 0
+    eager: "Eager | None" = None  # set: evaluate on NumPy arrays (the oracle) instead of tracing
 
     def line(self) -> int:
         frame = sys._getframe(1)
@@ -61,6 +64,34 @@ class Recorder:
 
     def where(self) -> str:
         return f"{self.path}:{self.line()}"
+
+
+@dataclass
+class Eager:
+    """The eager oracle's side of a run: the arrays bound to the leaves, the sizes of symbolic dims
+    read off them, and train or inference mode (dropout on/off, batch or running statistics)."""
+    arrays: dict                       # leaf name -> array (parameters, state and inputs)
+    training: bool = True
+    dims: dict = field(default_factory=dict)      # symbolic dim -> size
+    state: dict = field(default_factory=dict)     # state name -> its new value (training)
+
+    def concrete(self, shape) -> tuple:
+        return tuple(self.dims[d] if isinstance(d, str) else d for d in shape)
+
+    def number(self, value) -> float:
+        """A compile-time constant (possibly symbolic in the dims, like 1/B) as a float."""
+        if isinstance(value, sp.Basic):
+            value = value.subs({dim_expr(k): v for k, v in self.dims.items()})
+        return float(value)
+
+    def static(self, value):
+        """A static argument as a plain Python value: axes and shapes as tuples of ints."""
+        if isinstance(value, sp.Tuple):
+            return tuple(self.static(v) for v in value)
+        if isinstance(value, sp.Basic):
+            value = value.subs({dim_expr(k): v for k, v in self.dims.items()})
+            return int(value) if value.is_Integer else float(value)
+        return value
 
 
 _ACTIVE: contextvars.ContextVar[Recorder] = contextvars.ContextVar("symgrad_trace")
@@ -82,10 +113,11 @@ def error(problem: str, *, op: str, shapes: str | None = None, fix: str | None =
 
 class Tensor:
     """A traced value: a SymPy expression with a shape. Python control flow on it is an error."""
-    __slots__ = ("expr", "shape", "dtype")
+    __slots__ = ("expr", "shape", "dtype", "leaf")
 
-    def __init__(self, expr: sp.Basic, shape: Shape, dtype: str = "float"):
-        self.expr, self.shape, self.dtype = expr, tuple(shape), dtype
+    def __init__(self, expr, shape: Shape, dtype: str = "float", leaf: Leaf | None = None):
+        # expr: a SymPy expression while tracing, a NumPy array under the eager oracle
+        self.expr, self.shape, self.dtype, self.leaf = expr, tuple(shape), dtype, leaf
 
     def __repr__(self):
         return f"Tensor({self.expr}, shape={fmt(self.shape)})"
@@ -207,13 +239,26 @@ def _lift(value, op: str) -> Tensor:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise error(f"cannot use a {type(value).__name__} here", op=op,
                     fix="use traced tensors or Python numbers")
-    return Tensor(sp.Integer(value) if isinstance(value, int) else sp.Float(value), ())
+    return _constant(sp.Integer(value) if isinstance(value, int) else sp.Float(value))
+
+
+def _constant(value: sp.Expr) -> Tensor:
+    """A scalar known at compile time (a Python number, or a size such as 1/B)."""
+    eager = recorder().eager
+    return Tensor(value if eager is None else np.float64(eager.number(value)), ())
 
 
 def _record(expr: sp.Basic, shape: Shape, dtype: str = "float") -> Tensor:
     """Bind a traced value to the shape its op promised. SymPy's scalar algebra may have folded a
     broadcast away (`(a + b) - b` is `a`); `conform` puts it back as an explicit broadcast."""
     rec = recorder()
+    if rec.eager is not None:
+        want = rec.eager.concrete(shape)
+        if np.shape(expr) != want:
+            raise error(f"internal error: the eager value has shape {np.shape(expr)}, the op promised "
+                        f"{fmt(shape)} = {want}", op="eager oracle",
+                        fix="this is a symgrad bug; please report it with the model file")
+        return Tensor(expr, shape, dtype)
     try:
         expr = P.conform(expr, shape, rec.shapes)  # also infers now: a rule complains at this line
     except P.ShapeChanged as e:
@@ -277,15 +322,21 @@ def apply(head, *args, op: str | None = None) -> Tensor:
             _require_float(t, op)
     if rule.elementwise and len(tensors) > 1:
         _elementwise_shape(op, tensors)
-    expr = head(*[t.expr for t in tensors], *static)
+    eager = recorder().eager
+    if eager is None:
+        expr = head(*[t.expr for t in tensors], *static)
+        node = expr if isinstance(expr, head) else None
+    else:  # the oracle: the rule's own NumPy evaluation, the shape rule read off the static args
+        expr = np.asarray(rule.eager(*[t.expr for t in tensors], *[eager.static(v) for v in static]))
+        node = SimpleNamespace(args=tuple(t.expr for t in tensors) + tuple(static))
     try:
-        shape = rule.shape_of(expr, [t.shape for t in tensors]) if isinstance(expr, head) else \
+        shape = rule.shape_of(node, [t.shape for t in tensors]) if node is not None else \
             broadcast(*[t.shape for t in tensors])
     except ShapeMismatch as e:
         raise error(str(e), op=op, shapes=" and ".join(fmt(t.shape) for t in tensors),
                     fix="check the layer sizes and the order of the operands")
     out = _record(expr, shape)
-    if rule.init_family and tensors:
+    if rule.init_family and tensors and eager is None:
         _resolve_init(tensors[0], out, rule.init_family)
     return out
 
@@ -329,7 +380,7 @@ def sqrt(x):
     """√x, elementwise."""
     x = _lift(x, "sqrt")
     _require_float(x, "sqrt")
-    return _record(sp.sqrt(x.expr), x.shape)
+    return _record(sp.sqrt(x.expr) if recorder().eager is None else np.sqrt(x.expr), x.shape)
 
 
 # ---- declarations --------------------------------------------------------------------------
@@ -364,16 +415,14 @@ def _declare(name: str, shape, kind: str, **extra) -> Leaf:
 
 def Input(name: str, shape) -> Tensor:
     """A float input array; name symbolic dims with strings, e.g. ("B", 64)."""
-    leaf = _declare(name, shape, "input")
-    return Tensor(leaf.symbol, leaf.shape)
+    return _leaf_tensor(_declare(name, shape, "input"))
 
 
 def Labels(name: str, shape, classes: int) -> Tensor:
     """Integer class labels in [0, classes)."""
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
         raise error(f"classes must be an int >= 2, got {classes!r}", op="Labels")
-    leaf = _declare(name, shape, "labels", classes=classes)
-    return Tensor(leaf.symbol, leaf.shape, dtype="int")
+    return _leaf_tensor(_declare(name, shape, "labels", classes=classes), "int")
 
 
 def Param(name: str, shape=(), init="auto", dtype: str = "float") -> Tensor:
@@ -392,8 +441,7 @@ def Param(name: str, shape=(), init="auto", dtype: str = "float") -> Tensor:
         raise error(f"unknown init rule {init!r} for {name!r}", op="Param",
                     fix="use a number, 'zeros', 'ones', 'he_normal', 'xavier_normal', 'normal(0.01)' "
                         "or 'constant(0.5)'")
-    leaf = _declare(name, shape, "param", init=init)
-    return Tensor(leaf.symbol, leaf.shape)
+    return _leaf_tensor(_declare(name, shape, "param", init=init))
 
 
 def State(name: str, shape=(), init: str = "zeros") -> Tensor:
@@ -401,8 +449,28 @@ def State(name: str, shape=(), init: str = "zeros") -> Tensor:
     read like a parameter, never differentiated, and its new value is returned by loss_and_grad."""
     if not isinstance(init, str) or not INIT_RULES.match(init):
         raise error(f"unknown init rule {init!r} for state {name!r}", op="State")
-    leaf = _declare(name, shape, "state", init=init)
-    return Tensor(leaf.symbol, leaf.shape)
+    return _leaf_tensor(_declare(name, shape, "state", init=init))
+
+
+def _leaf_tensor(leaf: Leaf, dtype: str = "float") -> Tensor:
+    """The traced symbol of a leaf, or under the eager oracle the array bound to it (its symbolic
+    dims are read off the first array that has them)."""
+    eager = recorder().eager
+    if eager is None:
+        return Tensor(leaf.symbol, leaf.shape, dtype, leaf)
+    if leaf.name not in eager.arrays:
+        raise error(f"no array given for {leaf.name!r}", op="eager oracle",
+                    fix=f"pass every parameter, state array and input (missing: {leaf.name!r})")
+    value = np.asarray(eager.arrays[leaf.name], dtype=np.int64 if dtype == "int" else np.float64)
+    if value.ndim != len(leaf.shape):
+        raise error(f"{leaf.name!r} has shape {value.shape}, declared {fmt(leaf.shape)}", op="eager oracle")
+    for d, n in zip(leaf.shape, value.shape):
+        if isinstance(d, str):
+            eager.dims.setdefault(d, n)
+    if value.shape != eager.concrete(leaf.shape):
+        raise error(f"{leaf.name!r} has shape {value.shape}, declared {fmt(leaf.shape)} with "
+                    f"{eager.dims}", op="eager oracle")
+    return Tensor(value, leaf.shape, dtype, leaf)
 
 
 # ---- layers ----------------------------------------------------------------------------------
@@ -427,10 +495,18 @@ def linear(x: Tensor, n_out: int, name: str | None = None, bias: bool = True, in
     out = x @ W
     if bias:
         out = out + Param(f"{name}.b", (n_out,), init="zeros")
+    _name_layer(rec, out, name, init)
+    return out
+
+
+def _name_layer(rec: Recorder, out: Tensor, name: str, init: str) -> None:
+    """Remember a layer's pre-activation: its name in the generated code, and (init 'auto') the
+    weight whose init the following activation decides."""
+    if rec.eager is not None:
+        return
     if init == "auto":
         rec.pending_init[out.expr] = (f"{name}.W", name)
     rec.hints.setdefault(out.expr, f"{name}_pre")
-    return out
 
 
 def mlp(x: Tensor, sizes, activation=None, name: str = "layer") -> Tensor:
@@ -470,9 +546,7 @@ def conv1d(x: Tensor, channels: int, kernel_size: int, stride: int = 1, padding:
     out = patches @ reshape(W, (kernel_size * c_in, channels))
     if bias:
         out = out + Param(f"{name}.b", (channels,), init="zeros")
-    if init == "auto":
-        rec.pending_init[out.expr] = (f"{name}.W", name)
-    rec.hints.setdefault(out.expr, f"{name}_pre")
+    _name_layer(rec, out, name, init)
     return out
 
 
@@ -514,8 +588,14 @@ def dropout(x, p: float = 0.5) -> Tensor:
         raise error(f"p must be in [0, 1), got {p!r}", op="dropout")
     if p == 0:
         return x
-    seed = rec.leaves.get("seed") or _declare("seed", (), "seed")
     rec.dropouts += 1
+    if rec.eager is not None:
+        if not rec.eager.training:
+            return x
+        seed = rec.leaves.get("seed") or _leaf_tensor(_declare("seed", (), "seed"), "int").leaf
+        mask = P.keep_mask.eager(rec.eager.arrays[seed.name], x.expr, p, rec.dropouts)
+        return _record(x.expr * mask, x.shape)
+    seed = rec.leaves.get("seed") or _declare("seed", (), "seed")
     mask = P.keep_mask(seed.symbol, x.expr, sp.Float(p), sp.Integer(rec.dropouts))
     rec.shapes(mask)
     out = _record(x.expr * mask, x.shape)
@@ -541,15 +621,20 @@ def batch_norm(x, name: str, momentum: float = 0.1, eps: float = 1e-5) -> Tensor
     mu = mean(x, axes, keepdims=True)
     centred = x - mu
     var = mean(centred * centred, axes, keepdims=True)
+    if rec.eager is not None and not rec.eager.training:
+        return (x - running_mean) / sqrt(running_var + eps) * gamma + beta
     out = centred / sqrt(var + eps) * gamma + beta
+    n = size(tuple(x.shape[a] for a in axes))
+    new_mean = (1 - momentum) * running_mean + momentum * reshape(mu, (c,))
+    new_var = (1 - momentum) * running_var + momentum * reshape(var, (c,)) * _constant(n / (n - 1))
+    if rec.eager is not None:
+        rec.eager.state.update({running_mean.leaf.name: new_mean.expr, running_var.leaf.name: new_var.expr})
+        return out
     inference = (x - running_mean) / sqrt(running_var + eps) * gamma + beta
     rec.eval_subs[out.expr] = inference.expr
     rec.hints.setdefault(inference.expr, name)
-    n = size(tuple(x.shape[a] for a in axes))
-    keep = sp.Float(1 - momentum)
-    rec.state_updates[running_mean.expr] = keep * running_mean.expr + momentum * reshape(mu, (c,)).expr
-    rec.state_updates[running_var.expr] = (keep * running_var.expr
-                                           + momentum * reshape(var, (c,)).expr * n / (n - 1))
+    rec.state_updates[running_mean.leaf.name] = new_mean.expr
+    rec.state_updates[running_var.leaf.name] = new_var.expr
     rec.hints.setdefault(out.expr, name)
     return out
 
@@ -565,7 +650,8 @@ def layer_norm(x, name: str, eps: float = 1e-5) -> Tensor:
     centred = x - mu
     var = mean(centred * centred, -1, keepdims=True)
     out = centred / sqrt(var + eps) * gamma + beta
-    recorder().hints.setdefault(out.expr, name)
+    if recorder().eager is None:
+        recorder().hints.setdefault(out.expr, name)
     return out
 
 
@@ -592,7 +678,7 @@ def mean(x, axis=None, keepdims=False) -> Tensor:
     x = _lift(x, "mean")
     axes = normalize_axes(axis, x.ndim, "mean")
     count = size(tuple(x.shape[a] for a in axes))
-    return sum(x, axis, keepdims) / Tensor(count, ()) if count != 1 else sum(x, axis, keepdims)
+    return sum(x, axis, keepdims) / _constant(count) if count != 1 else sum(x, axis, keepdims)
 
 
 def amax(x, axis=None, keepdims=False) -> Tensor:
@@ -657,7 +743,7 @@ def softmax_cross_entropy(logits, labels) -> Tensor:
         raise error("logits must be (N, C) and labels (N,)", op=op,
                     shapes=f"{fmt(logits.shape)} and {fmt(labels.shape)}",
                     fix="the logits' rows and the labels must share the batch dimension")
-    leaf = next(lf for lf in recorder().leaves.values() if lf.symbol == labels.expr)
+    leaf = labels.leaf
     if logits.shape[1] != leaf.classes:
         raise error(f"logits have {logits.shape[1]} columns but labels {leaf.name!r} have "
                     f"{leaf.classes} classes", op=op, shapes=f"{fmt(logits.shape)} and {fmt(labels.shape)}",

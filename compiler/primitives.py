@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
@@ -49,6 +50,7 @@ class Rule:
     init_family: str | None = None  # "he" or "xavier": which init a preceding linear layer gets
     static: tuple = ()          # (name, default) of static args, for the model-file wrapper
     check: Check | None = None
+    eager: Callable | None = None  # (*arrays, *static values) -> array: the oracle's NumPy evaluation
 
     def tensor_args(self, node: sp.Basic) -> tuple:
         return node.args if self.n_tensor is None else node.args[: self.n_tensor]
@@ -111,11 +113,11 @@ _native(sp.Mul, _mul_vjp, check=Check({"a": ((3, 2), (-1, 1)), "b": ((2,), (-1, 
 _native(sp.Pow, _pow_vjp, check=Check({"a": ((3, 2), (0.5, 2)), "b": ((2,), (-1, 1))},
                                     "sum(a ** 3 + sqrt(a) + a ** 0.7 + 1 / a + a ** b + 2 ** b)",
                                     edges=()))
-_native(sp.exp, public="exp", check=Check({"a": ((3, 2), (-2, 2))}, "sum(exp(a))",
+_native(sp.exp, public="exp", eager=np.exp, check=Check({"a": ((3, 2), (-2, 2))}, "sum(exp(a))",
                                           edges=((-800.0, 0.0), (0.0, 1.0))))
-_native(sp.log, public="log", check=Check({"a": ((3, 2), (0.2, 3))}, "sum(log(a))",
+_native(sp.log, public="log", eager=np.log, check=Check({"a": ((3, 2), (0.2, 3))}, "sum(log(a))",
                                           edges=((1e-300, 1e300),)))
-_native(sp.tanh, public="tanh", init_family="xavier",
+_native(sp.tanh, public="tanh", init_family="xavier", eager=np.tanh,
         check=Check({"a": ((3, 2), (-2, 2))}, "sum(tanh(a) * a)",
                     edges=((0.0, 1.0), (20.0, 0.0), (-20.0, 0.0))))
 _native(sp.sign, vjp=lambda node, g, shape: (None,))
@@ -136,7 +138,8 @@ def register(cls):
         head=cls, shape_of=cls.shape_of, vjp=(lambda node, g, shape: node.vjp(g, shape))
         if cls.differentiable else None, n_tensor=cls.n_tensor, elementwise=cls.elementwise,
         lazy=cls.elementwise or cls.lazy,
-        public=cls.public, init_family=cls.init_family, static=cls.static, check=cls.check)
+        public=cls.public, init_family=cls.init_family, static=cls.static, check=cls.check,
+        eager=cls.eager)
     return cls
 
 
@@ -167,6 +170,7 @@ class Op(sp.Function):
     static: tuple = ()
     check: Check | None = None
     helper: str | None = None  # a module-level function the printed code calls
+    eager = None  # staticmethod (*arrays, *static values) -> array, for the eager oracle
     precedence = PRECEDENCE["Func"]
 
     def _eval_is_real(self):
@@ -196,6 +200,11 @@ class sigmoid(Elementwise):
     def fdiff(self, argindex=1):
         return self * (1 - self)
 
+    @staticmethod
+    def eager(x):
+        e = np.exp(-np.abs(x))  # never overflows: e <= 1
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
     def _numpycode(self, p):
         return f"0.5*np.tanh(0.5*{_arg(p, self.args[0], PRECEDENCE['Mul'], False)}) + 0.5"
 
@@ -209,6 +218,10 @@ class softplus(Elementwise):
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
+
+    @staticmethod
+    def eager(x):
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
     def _numpycode(self, p):
         return f"np.logaddexp(0, {p._print(self.args[0])})"
@@ -231,6 +244,10 @@ class select(Elementwise):
         x, flag = self.args[0], self.args[3:]
         return None, select(x, g, 0, *flag), select(x, 0, g, *flag)
 
+    @staticmethod
+    def eager(x, a, b, inclusive=0):
+        return np.where(x >= 0 if inclusive else x > 0, a, b)
+
     def _numpycode(self, p):
         x, a, b = (p._print(e) for e in self.args[:3])
         if len(self.args) == 3 and not self.args[1].is_Number and self.args[2] == 0:
@@ -248,6 +265,10 @@ class positive(Elementwise):
     """The 0/1 mask x > 0 (backward only: the ReLU router applied in place)."""
     differentiable = False
 
+    @staticmethod
+    def eager(x):
+        return (x > 0).astype(np.float64)
+
     def _numpycode(self, p):
         return f"({p._print(self.args[0])} > 0)"
 
@@ -257,6 +278,10 @@ class unless_zero(Elementwise):
     """0 where the cotangent g is 0, else v: inside a where() branch, the VJP of a singular op
     (log, sqrt, 1/x) must not turn 0·inf or 0·NaN from an unselected position into NaN."""
     n_tensor, differentiable = 2, False
+
+    @staticmethod
+    def eager(g, v):
+        return np.where(g == 0, 0.0, v)
 
     def _numpycode(self, p):
         g, v = p._print(self.args[0]), p._print(self.args[1])
@@ -275,6 +300,10 @@ class nonzero(Elementwise):
     sqrt(x² + y²) and x**0.5 finite at 0 (backward only)."""
     differentiable = False
 
+    @staticmethod
+    def eager(x):
+        return np.where(x == 0, np.inf, x)
+
     def _numpycode(self, p):
         x = p._print(self.args[0])
         return f"np.where({x} == 0, np.inf, {x})"
@@ -292,6 +321,10 @@ class relu(Elementwise):
     def vjp(self, g, shape):
         return (select(self.args[0], g, 0),)
 
+    @staticmethod
+    def eager(x):
+        return np.where(x > 0, x, 0.0)
+
     def _numpycode(self, p):
         return f"np.maximum({p._print(self.args[0])}, 0)"
 
@@ -308,6 +341,10 @@ class leaky_relu(Elementwise):
 
     def vjp(self, g, shape):
         return (select(self.args[0], g, self.args[1] * g),)
+
+    @staticmethod
+    def eager(x, alpha):
+        return np.where(x > 0, x, alpha * x)
 
     def _numpycode(self, p):
         x, alpha = p._print(self.args[0]), p._print(self.args[1])
@@ -327,6 +364,10 @@ class elu(Elementwise):
     def vjp(self, g, shape):
         return (select(self.args[0], g, g * (self + self.args[1])),)
 
+    @staticmethod
+    def eager(x, alpha):
+        return np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1))
+
     def _numpycode(self, p):
         x, alpha = p._print(self.args[0]), p._print(self.args[1])
         return f"np.where({x} > 0, {x}, {alpha} * np.expm1(np.minimum({x}, 0)))"
@@ -340,6 +381,10 @@ class absolute(Elementwise):
 
     def fdiff(self, argindex=1):
         return sp.sign(self.args[0])
+
+    @staticmethod
+    def eager(x):
+        return np.where(x < 0, -x, x)
 
     def _numpycode(self, p):
         return f"np.abs({p._print(self.args[0])})"
@@ -355,6 +400,10 @@ class maximum(Elementwise):
         s = sp.sign(self.args[0] - self.args[1])
         return (1 + s) / 2 if argindex == 1 else (1 - s) / 2
 
+    @staticmethod
+    def eager(a, b):
+        return np.maximum(a, b)
+
     def _numpycode(self, p):
         return f"np.maximum({p._print(self.args[0])}, {p._print(self.args[1])})"
 
@@ -369,6 +418,10 @@ class minimum(Elementwise):
         s = sp.sign(self.args[0] - self.args[1])
         return (1 - s) / 2 if argindex == 1 else (1 + s) / 2
 
+    @staticmethod
+    def eager(a, b):
+        return np.minimum(a, b)
+
     def _numpycode(self, p):
         return f"np.minimum({p._print(self.args[0])}, {p._print(self.args[1])})"
 
@@ -377,6 +430,10 @@ class minimum(Elementwise):
 class equal(Elementwise):
     """1 where a == b else 0, in the module's dtype: the mask that routes a max's gradient."""
     n_tensor, differentiable = 2, False
+
+    @staticmethod
+    def eager(a, b):
+        return (a == b).astype(np.float64)
 
     def _numpycode(self, p):
         return f"({p._print(self.args[0])} == {p._print(self.args[1])}).astype(DTYPE)"
@@ -401,6 +458,12 @@ class keep_mask(Op):
     def vjp(self, g, shape):
         return None, None
 
+    @staticmethod
+    def eager(seed, x, p, stream):
+        """The mask is defined by this draw: the generated module makes the same one."""
+        rng = np.random.default_rng([int(seed), int(stream)])
+        return (rng.random(np.shape(x)) >= p) / (1 - p)
+
     def _numpycode(self, p):
         p.helpers.add(type(self))
         seed, x = (p._print(a) for a in self.args[:2])
@@ -414,6 +477,10 @@ class stop_gradient(Elementwise):
 
     def vjp(self, g, shape):
         return (None,)
+
+    @staticmethod
+    def eager(x):
+        return x
 
     def _numpycode(self, p):
         return p._print(self.args[0])
@@ -454,6 +521,10 @@ class matmul(Op):
             return matmul(g, transpose(b)), contract_leading(a, g)
         return g * b, g * a
 
+    @staticmethod
+    def eager(a, b):
+        return np.matmul(a, b)
+
     def _numpycode(self, p):
         level = PRECEDENCE["Mul"]
         return f"{_arg(p, self.args[0], level, False)} @ {_arg(p, self.args[1], level, False)}"
@@ -477,6 +548,10 @@ class contract_leading(Op):
     def vjp(self, g, shape):
         a, h = self.args
         return matmul(h, transpose(g)), matmul(a, g)
+
+    @staticmethod
+    def eager(a, g):
+        return a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
 
     def _numpycode(self, p):
         axes = list(range(p.rank(self.args[0]) - 1))
@@ -517,6 +592,13 @@ class windows(Op):
         length = shape(self.args[0])[1]
         return (unwindows(g, sp.Integer(length), *self.args[1:5]),)
 
+    @staticmethod
+    def eager(x, k, stride, padding, dilation):
+        x = np.concatenate([np.zeros_like(x[:, :padding]), x, np.zeros_like(x[:, :padding])], axis=1)
+        n_out = windows.out_length(x.shape[1] - 2 * padding, k, stride, padding, dilation)
+        return np.stack([np.stack([x[:, i * stride + j * dilation] for j in range(k)], axis=1)
+                         for i in range(n_out)], axis=1)
+
     def _numpycode(self, p):
         p.helpers.add(type(self))
         args = ", ".join(str(int(v)) for v in self.args[1:5])
@@ -548,6 +630,14 @@ class unwindows(Op):
     def vjp(self, g, shape):
         return (windows(g, *self.args[2:6]),)
 
+    @staticmethod
+    def eager(g, length, k, stride, padding, dilation):
+        out = np.zeros((g.shape[0], length + 2 * padding, g.shape[3]))
+        for i in range(g.shape[1]):
+            for j in range(k):
+                out[:, i * stride + j * dilation] += g[:, i, j]
+        return out[:, padding:padding + length]
+
     def _numpycode(self, p):
         p.helpers.add(type(self))
         args = ", ".join(str(int(v)) for v in self.args[1:6])
@@ -571,6 +661,10 @@ class outer(Op):
         a, b = self.args
         return matmul(g, b), matmul(transpose(g), a)
 
+    @staticmethod
+    def eager(a, b):
+        return a[:, None] * b[None, :]
+
     def _numpycode(self, p):
         return f"np.outer({p._print(self.args[0])}, {p._print(self.args[1])})"
 
@@ -586,6 +680,10 @@ class transpose(Op):
 
     def vjp(self, g, shape):
         return (transpose(g),)
+
+    @staticmethod
+    def eager(x):
+        return np.transpose(x)
 
     def _numpycode(self, p):
         return f"{_arg(p, self.args[0])}.T"
@@ -615,6 +713,10 @@ class reduce_sum(Op):
             return matmul(ones(dim_expr(operand_shape[0])), self.args[0])
         return None
 
+    @staticmethod
+    def eager(x, axes, keep):
+        return np.sum(x, axis=tuple(axes), keepdims=bool(keep))
+
     def _numpycode(self, p):
         x, axes, keep = _arg(p, self.args[0]), _axes(self), bool(self.args[2])
         if axes == tuple(range(len(axes))) and not keep and len(axes) == p.rank(self.args[0]):
@@ -639,6 +741,10 @@ class reduce_max(Op):
             m, g = expand_dims(self, axes_arg(axes)), expand_dims(g, axes_arg(axes))
         mask = equal(x, m)
         return (g * mask / reduce_sum(mask, axes_arg(axes), sp.Integer(1)),)
+
+    @staticmethod
+    def eager(x, axes, keep):
+        return np.max(x, axis=tuple(axes), keepdims=bool(keep))
 
     def _numpycode(self, p):
         x, axes, keep = _arg(p, self.args[0]), _axes(self), bool(self.args[2])
@@ -669,6 +775,10 @@ class expand_dims(Op):
             return (g,)
         return (squeeze(broadcast_to(g, sp.Tuple(*[dim_expr(d) for d in shape(self)])), self.args[1]),)
 
+    @staticmethod
+    def eager(x, axes):
+        return np.expand_dims(x, tuple(axes))
+
     def _numpycode(self, p):
         rank = p.rank(self)
         index = ", ".join("None" if i in _axes(self) else ":" for i in range(rank))
@@ -696,6 +806,10 @@ class squeeze(Op):
             g = broadcast_to(g, sp.Tuple(*[dim_expr(d) for d in shape(self)]))
         return (expand_dims(g, self.args[1]),)
 
+    @staticmethod
+    def eager(x, axes):
+        return np.squeeze(x, tuple(axes))
+
     def _numpycode(self, p):
         rank = p.rank(self.args[0])
         index = ", ".join("0" if i in _axes(self) else ":" for i in range(rank))
@@ -718,6 +832,10 @@ class broadcast_to(Op):
     def vjp(self, g, shape):
         return (unbroadcast(g, shape(g), shape(self.args[0])),)
 
+    @staticmethod
+    def eager(x, shape):
+        return np.broadcast_to(x, tuple(shape)) * 1.0
+
     def _numpycode(self, p):
         dims = tuple(p._print(d) for d in self.args[1])
         text = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
@@ -737,6 +855,10 @@ class reshape(Op):
 
     def vjp(self, g, shape):
         return (reshape(g, sp.Tuple(*[dim_expr(d) for d in shape(self.args[0])])),)
+
+    @staticmethod
+    def eager(x, shape):
+        return np.reshape(x, tuple(shape))
 
     def _numpycode(self, p):
         dims = ", ".join(p._print(d) for d in self.args[1])
@@ -767,6 +889,10 @@ class pick(Op):
             g = broadcast_to(g, sp.Tuple(*[dim_expr(d) for d in shape(self)]))
         return onehot * expand_dims(g, axes_arg((1,))), None
 
+    @staticmethod
+    def eager(z, labels):
+        return np.take_along_axis(z, labels[:, None], axis=1)[:, 0]
+
     def _numpycode(self, p):
         z, labels = _arg(p, self.args[0]), p._print(self.args[1])
         return f"{z}[np.arange({p.shapes(self.args[1])[0]}), {labels}]"
@@ -780,6 +906,10 @@ class one_hot(Op):
     @classmethod
     def shape_of(cls, node, arg_shapes):
         return tuple(arg_shapes[0]) + (expr_dim(node.args[1]),)
+
+    @staticmethod
+    def eager(labels, classes):
+        return (labels[..., None] == np.arange(classes)).astype(np.float64)
 
     def _numpycode(self, p):
         return f"np.eye({p._print(self.args[1])}, dtype=DTYPE)[{p._print(self.args[0])}]"
@@ -810,6 +940,10 @@ class ones(Op):
     @classmethod
     def shape_of(cls, node, arg_shapes):
         return (expr_dim(node.args[0]),)
+
+    @staticmethod
+    def eager(n):
+        return np.ones(n)
 
     def _numpycode(self, p):
         return f"np.ones({p._print(self.args[0])}, dtype=DTYPE)"
