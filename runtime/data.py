@@ -4,7 +4,9 @@ Every loader returns a `Dataset` with a train and a test split; nothing download
 """
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,10 +30,14 @@ class DataError(ValueError):
     """A data set cannot be loaded or does not fit the model."""
 
 
-def stratified_split(x, y, test_fraction: float = 0.2, seed: int = 0):
+def stratified_split(x, y, test_fraction: float = 0.2, seed: int = 0, name: str = "the data set"):
     """A fixed, seeded, stratified train/test split (scikit-learn's)."""
     from sklearn.model_selection import train_test_split
-    return train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
+    try:
+        return train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
+    except ValueError as e:  # e.g. a class with a single sample
+        raise DataError(f"{name}: cannot split into a stratified 80/20 train/test split ({e}); add "
+                        "samples, or give x_test and y_test in an .npz") from None
 
 
 def _standardize(x_train, x_test, min_std: float = 0.0):
@@ -80,39 +86,165 @@ def from_npz(path: str, seed: int = 0) -> Dataset:
     if "x" not in arrays or "y" not in arrays:
         raise DataError(f"{path}: expected arrays named 'x' (features) and 'y' (integer labels), "
                         f"found {sorted(arrays)}")
-    x, y = arrays["x"].astype(np.float64), _labels(arrays["y"], path)
+    x, y = _features(arrays, "x", path), _labels(arrays["y"], path, "y")
+    _same_length(path, x, y, "x", "y")
     if "x_test" in arrays and "y_test" in arrays:
-        x_te, y_te = arrays["x_test"].astype(np.float64), _labels(arrays["y_test"], path)
+        x_te, y_te = _features(arrays, "x_test", path), _labels(arrays["y_test"], path, "y_test")
+        _same_length(path, x_te, y_te, "x_test", "y_test")
         x_tr, y_tr = x, y
     else:
-        x_tr, x_te, y_tr, y_te = stratified_split(x, y, seed=seed)
+        x_tr, x_te, y_tr, y_te = stratified_split(x, y, seed=seed, name=path)
     return Dataset(os.path.basename(path), x_tr, y_tr, x_te, y_te, int(max(y.max(), y_te.max())) + 1)
 
 
+def _features(arrays: dict, name: str, path: str) -> np.ndarray:
+    """A float copy of one array, refused (with the first bad index) if it is not all finite numbers:
+    one NaN would otherwise train quietly to a NaN loss."""
+    a = arrays[name]
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"{path}: array {name!r} holds {a.dtype} values; expected numbers")
+    a = a.astype(np.float64)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f"row {first[0]}, column {first[1]}" if a.ndim == 2 else f"index {first}"
+        raise DataError(f"{path}: array {name!r} holds {a[first]} at {where} (counting from 0; "
+                        f"{int(bad.sum())} non-finite in all); drop or fill in those samples")
+    return a
+
+
+def _same_length(path, x, y, xname, yname):
+    if len(x) != len(y) or not len(x):
+        raise DataError(f"{path}: {xname!r} has {len(x)} samples and {yname!r} {len(y)} labels; "
+                        "they must match and not be empty")
+
+
 def from_csv(path: str, label_column: int = -1, seed: int = 0) -> Dataset:
-    """A numeric CSV (an optional header row is skipped); one column holds integer labels."""
-    with open(path, encoding="utf-8") as f:
-        first = f.readline()
-    skip = 0 if _is_numeric_row(first) else 1
-    table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-    y = _labels(table[:, label_column], path)
-    x = np.delete(table, label_column % table.shape[1], axis=1)
-    x_tr, x_te, y_tr, y_te = stratified_split(x, y, seed=seed)
+    """A numeric CSV (an optional header row is skipped); one column holds integer labels. NumPy's
+    parser reads a clean file; anything it trips on is re-read field by field, to name the line and
+    column at fault."""
+    table = _fast_csv(path)
+    label = None if table is None else _column(label_column, table.shape[1], path)
+    if table is None or not _labels_ok(table[:, label]):
+        table, label = _scan_csv(path, label_column)
+    y = table[:, label].astype(np.int64)
+    x = np.delete(table, label, axis=1)
+    x_tr, x_te, y_tr, y_te = stratified_split(x, y, seed=seed, name=path)
     return Dataset(os.path.basename(path), x_tr, y_tr, x_te, y_te, int(y.max()) + 1)
 
 
-def _is_numeric_row(line: str) -> bool:
+def _first_row(path: str):
+    """(0-based line index, fields) of the first line that is neither blank nor a comment."""
+    with open(path, encoding="utf-8-sig") as f:
+        for i, line in enumerate(f):
+            if line.strip() and not line.lstrip().startswith("#"):
+                return i, line.strip().split(",")
+    return None, None
+
+
+def _fast_csv(path: str):
+    """The whole table when it is all finite numbers (the common case), else None."""
+    i, first = _first_row(path)
+    if first is None:
+        raise DataError(f"{path}: the file holds no rows")
     try:
-        [float(v) for v in line.strip().split(",")]
+        with warnings.catch_warnings():  # "input contained no data": the scan says it better
+            warnings.simplefilter("ignore")
+            table = np.loadtxt(path, delimiter=",", skiprows=i + 1 if _is_header(first) else 0,
+                               ndmin=2, encoding="utf-8-sig")
+    except ValueError:
+        return None
+    return table if table.size and table.shape[1] >= 2 and np.isfinite(table).all() else None
+
+
+def _labels_ok(y) -> bool:
+    return bool(np.all(y >= 0) and np.all(y == np.round(y)))
+
+
+def _column(label_column: int, width: int, path: str) -> int:
+    if not -width <= label_column < width or width < 2:
+        raise DataError(f"{path}: --label-column {label_column} does not fit rows of {width} "
+                        "columns (features and a label need at least 2)")
+    return label_column % width
+
+
+def _scan_csv(path: str, label_column: int):
+    """Read field by field (slow, exact): the first bad field is reported as FILE:LINE: column C."""
+    import csv
+    rows, names, width, label = [], None, None, None
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        for fields in reader:
+            line = reader.line_num
+            if not fields or len(fields) == 1 and not fields[0].strip() \
+                    or fields[0].lstrip().startswith("#"):
+                continue
+            if width is None:
+                width, label = len(fields), _column(label_column, len(fields), path)
+                if _is_header(fields):
+                    names = [v.strip() for v in fields]
+                    continue
+            if len(fields) != width:
+                c = min(len(fields), width) + 1
+                raise DataError(f"{path}:{line}: {_col(c - 1, names)} is "
+                                f"{'missing' if len(fields) < width else 'extra'}: this row has "
+                                f"{len(fields)} fields, the first row has {width}")
+            rows.append([_number(v, path, line, c, names, c == label) for c, v in enumerate(fields)])
+    if not rows:
+        raise DataError(f"{path}: the file holds no data rows")
+    return np.array(rows, dtype=np.float64), label
+
+
+def _col(c: int, names) -> str:
+    return f"column {c + 1}" + (f" ({names[c]!r})" if names and c < len(names) else "")
+
+
+def _number(text: str, path: str, line: int, c: int, names, is_label: bool) -> float:
+    v = text.strip()
+    try:
+        x = float(v)
+    except ValueError:
+        x = None
+    if x is not None and math.isfinite(x) and (not is_label or x >= 0 and x == round(x)):
+        return x
+    if not v:
+        problem = "is empty; fill in or drop rows with missing values"
+    elif is_label:
+        problem = (f"holds the label {v!r}; labels must be class indices 0, 1, 2, ... "
+                   "(map text or fractional labels to integers first)")
+    elif x is None:
+        problem = f"holds {v!r}, not a number; fill in or drop rows with missing values"
+    else:
+        problem = f"holds {v}; drop or fill in non-finite values"
+    raise DataError(f"{path}:{line}: {_col(c, names)} {problem}")
+
+
+def _is_header(fields) -> bool:
+    """A first row with a word in it (not a number, not a missing-value mark) names the columns."""
+    return any(not _is_number(v) and v.strip().lower() not in MISSING for v in fields)
+
+
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
         return True
     except ValueError:
         return False
 
 
-def _labels(y, path) -> np.ndarray:
+def _labels(y, path, name="y") -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim != 1 or (y.dtype.kind == "f" and not np.all(y == np.round(y))) or y.min() < 0:
-        raise DataError(f"{path}: labels must be a vector of non-negative integers")
+    if y.dtype.kind not in "biuf" or y.ndim != 1:
+        raise DataError(f"{path}: labels {name!r} must be a vector of non-negative integers, got "
+                        f"{y.dtype} of shape {y.shape}")
+    bad = ~np.isfinite(y) | (y < 0) | (y != np.round(y)) if y.dtype.kind == "f" else y < 0
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{path}: labels {name!r} must be non-negative integers; row {i} "
+                        f"(counting from 0) holds {y[i]}")
     return y.astype(np.int64)
 
 

@@ -1,0 +1,119 @@
+"""What the runtime says when the user's data, batch, run or files are wrong: one clear message that
+names the place (file, line, column, array, step, parameter), exit 2 (3 for NaN), never a traceback."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import compiler
+import runtime
+from compiler.cli import main
+from runtime import checkpoint as ckpt
+from runtime.data import Dataset, DataError, from_csv, from_npz
+from runtime.train import NonFiniteError, TrainConfig, train
+from helpers import EXAMPLES, PRELUDE
+
+TINY = """# a tiny classifier
+x = Input("x", ("B", 3))
+y = Labels("y", ("B",), classes=2)
+h = relu(linear(x, 4, name="hidden"))
+logits = linear(h, 2, name="out")
+loss = softmax_cross_entropy(logits, y)
+outputs = {"logits": logits}
+"""
+QUIET = dict(progress=False, plot=False)
+
+
+def write_model(tmp_path, body=TINY, name="tiny.py"):
+    path = tmp_path / name
+    path.write_text(PRELUDE + body)
+    return str(path)
+
+
+def tiny_data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((n, 3)), np.arange(n) % 2
+    return Dataset("tiny", x[:30], y[:30], x[30:], y[30:], 2)
+
+
+def good_rows(n=20):
+    return "".join(f"{i},{i * 2},{i % 2}\n" for i in range(n))
+
+
+# ---- data files ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("row, where, what", [
+    ("3,,1", "column 2 ('b')", "is empty"),
+    ("3,NA,1", "column 2 ('b')", "holds 'NA', not a number"),
+    ("3,1", "column 3 ('label')", "is missing: this row has 2 fields, the first row has 3"),
+    ("3,4,1,9", "column 4", "is extra"),
+    ("3,4,cat", "column 3 ('label')", "holds the label 'cat'; labels must be class indices"),
+    ("3,4,1.5", "column 3 ('label')", "holds the label '1.5'"),
+    ("3,nan,1", "column 2 ('b')", "holds nan"),
+    ("3,-inf,1", "column 2 ('b')", "holds -inf"),
+])
+def test_bad_csv_field_names_file_line_and_column(tmp_path, row, where, what):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,label\n" + good_rows(5) + "\n" + row + "\n" + good_rows(5))
+    with pytest.raises(DataError) as e:
+        from_csv(str(path))
+    assert str(e.value).startswith(f"{path}:8: {where} {what}")  # header, 5 rows, a blank line
+
+
+def test_bad_csv_exits_2_with_one_message(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,c,label\n1,2,3,0\n4,,6,1\n")
+    code = main(["train", write_model(tmp_path), "--data", str(data), "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: {data}:3: column 2 ('b') is empty; fill in or drop rows with " \
+                                "missing values\n"
+
+
+def test_csv_without_header_and_a_clean_csv(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,NA,0\n" + good_rows())  # a missing value in the first row is not a header
+    with pytest.raises(DataError, match=r"d.csv:1: column 2 holds 'NA'"):
+        from_csv(str(path))
+    path.write_text(good_rows())
+    assert from_csv(str(path)).x_train.shape == (16, 2)
+
+
+def test_non_finite_npz_is_refused_naming_array_and_index(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((50, 3)), np.repeat(np.arange(5), 10)
+    x_test = x[:10].copy()
+    x_test[4, 1] = np.inf
+    x_test[7, 0] = np.nan
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=y, x_test=x_test, y_test=y[:10])
+    with pytest.raises(DataError, match=r"d.npz: array 'x_test' holds inf at row 4, column 1 "
+                                        r"\(counting from 0; 2 non-finite in all\)"):
+        from_npz(str(path))
+    x[12, 2] = np.nan
+    np.savez(path, x=x, y=y)
+    with pytest.raises(DataError, match=r"array 'x' holds nan at row 12, column 2"):
+        from_npz(str(path))
+    np.savez(path, x=x[:, :2].copy() * 0, y=np.where(np.arange(50) == 3, 0.5, 1.0))
+    with pytest.raises(DataError, match=r"labels 'y' must be non-negative integers; row 3"):
+        from_npz(str(path))
+    np.savez(path, x=np.zeros((5, 3)), y=np.zeros(4))
+    with pytest.raises(DataError, match=r"'x' has 5 samples and 'y' 4 labels"):
+        from_npz(str(path))
+
+
+def test_non_finite_npz_exits_2(tmp_path, capsys):
+    x, y = np.ones((40, 3)), np.arange(40) % 2
+    x[5, 0] = np.nan
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code = main(["train", write_model(tmp_path), "--data", str(tmp_path / "d.npz"), "--epochs", "1",
+                 "--quiet", "--out", str(tmp_path / "run")])
+    assert code == 2 and "array 'x' holds nan at row 5, column 0" in capsys.readouterr().err
+
+
+def test_a_split_that_cannot_be_stratified_is_a_data_error(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text(good_rows(10) + "1,2,2\n")  # class 2 has one sample
+    with pytest.raises(DataError, match="cannot split into a stratified 80/20"):
+        from_csv(str(path))
