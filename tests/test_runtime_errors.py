@@ -117,3 +117,37 @@ def test_a_split_that_cannot_be_stratified_is_a_data_error(tmp_path):
     path.write_text(good_rows(10) + "1,2,2\n")  # class 2 has one sample
     with pytest.raises(DataError, match="cannot split into a stratified 80/20"):
         from_csv(str(path))
+
+
+# ---- an empty batch -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_model():
+    return runtime.load(os.path.join(EXAMPLES, "digits_mlp.py"))
+
+
+def test_empty_batch_is_an_input_error(digits_model):
+    m, params = digits_model.module, digits_model.init_params(0)
+    x, y = np.zeros((0, 64)), np.zeros(0, dtype=np.int64)
+    for fn in (m.loss, m.loss_and_grad):
+        with pytest.raises(m.InputError, match=rf"{fn.__name__}: input 'x' has B=0 on axis 0: "
+                                               "the batch is empty; pass at least one sample"):
+            fn(params, x=x, y=y)
+
+
+def test_the_slow_check_finds_an_empty_batch_in_any_model():
+    model = runtime.load(os.path.join(EXAMPLES, "neuron.py"))
+    m = model.module
+    with pytest.raises(m.InputError, match="the batch is empty"):
+        m._validate("forward", model.init_params(0), {"x": np.zeros((0, 3))}, list(m.PARAMS), ["x"])
+
+
+@pytest.mark.xfail(reason="the inline fast-path check cannot see B == 0 until compiler/emit.py "
+                          "_checked_prologue adds `B > 0` to `ok`", strict=False)
+def test_empty_batch_without_labels_is_an_input_error():
+    model = runtime.load(os.path.join(EXAMPLES, "neuron.py"))
+    m, params = model.module, model.init_params(0)
+    with np.errstate(all="ignore"), pytest.raises(m.InputError, match="the batch is empty"):
+        m.loss_and_grad(params, x=np.zeros((0, 3)), t=np.zeros(0))
+    with pytest.raises(m.InputError, match="the batch is empty"):
+        m.forward(params, x=np.zeros((0, 3)))
