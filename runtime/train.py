@@ -109,17 +109,38 @@ def evaluate(model: Model, params: dict, x: np.ndarray, y: np.ndarray, binding: 
     return out
 
 
-def _check_finite(loss, grads, step, epoch, batch, path):
+def _check_finite(loss, grads, step, epoch, batch, path, order=(), shown=3):
+    """Stop on a NaN/inf loss or gradient, naming the step and the parameters (in `order`, the
+    model's PARAMS order) whose gradients are not finite. One sum per gradient in the common case."""
+    bad = [k for k, g in grads.items() if not np.isfinite(np.sum(g)) and not np.all(np.isfinite(g))]
+    if np.isfinite(loss) and not bad:
+        return
+    rank = {name: i for i, name in enumerate(order)}
+    bad.sort(key=lambda k: rank.get(k, len(rank)))
+    names = ", ".join(repr(k) for k in bad[:shown]) + (f" and {len(bad) - shown} more"
+                                                       if len(bad) > shown else "")
+    if not bad:
+        what = f"the loss itself is {float(loss)} (every gradient is finite)"
+    else:
+        what = (f"the gradients of parameters {names} are not finite" if len(bad) > 1
+                else f"the gradient of parameter {names} is not finite")
+        if not np.isfinite(loss):
+            what = f"the loss is {float(loss)} and {what}"
     where = f"step {step} (epoch {epoch + 1}, batch {batch + 1})"
     keep = f"the last good checkpoint ({path}) is untouched" if os.path.exists(path) else \
         "no checkpoint was written yet"
-    if not np.isfinite(loss):
-        raise NonFiniteError(f"{where}: the loss is {float(loss)}; {keep}. Lower the learning rate, "
-                             "or look for log/sqrt/division of values that reach 0")
-    for name, g in grads.items():
-        if not np.isfinite(np.sum(g)) and not np.all(np.isfinite(g)):
-            raise NonFiniteError(f"{where}: the gradient of parameter {name!r} is not finite; {keep}. "
-                                 "Lower the learning rate or clip the inputs")
+    raise NonFiniteError(f"{where}: {what}; {keep}. Lower the learning rate, clip the inputs, or "
+                         "look for log/sqrt/division of values that reach 0")
+
+
+def _refuse_fewer_epochs(path, epoch, batch_done, epochs):
+    """--epochs is the total to reach, not a number of extra epochs: never silently do nothing."""
+    if epoch > epochs or epoch == epochs and batch_done:
+        done = f"{epoch} epochs" + (f" and {batch_done} batches" if batch_done else "")
+        raise ckpt.CheckpointError(
+            f"{path} has already trained {done}, more than --epochs {epochs}; --epochs is the total, "
+            f"so to continue training pass a larger one (e.g. --epochs {epoch + epochs}), or evaluate "
+            "the checkpoint with `symgrad eval`")
 
 
 def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=None) -> TrainResult:
@@ -144,6 +165,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
         state = ckpt.load(ckpt_path, model)
         params, opt_state, meta = state.params, state.opt_state, state.meta
         epoch, batch_done, step = meta["epoch"], meta["batch"], meta["step"]
+        _refuse_fewer_epochs(ckpt_path, epoch, batch_done, config.epochs)
         rng.bit_generator.state = meta["rng_state"]
         history = meta.get("history", [])
         log(f"resumed from {ckpt_path}: epoch {epoch} + {batch_done} batches, step {step}")
@@ -176,7 +198,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
                     inputs["seed"] = np.int64(config.seed * 1_000_003 + step)
                 loss, grads, running = (stepper(params, idx, inputs) if stepper is not None
                                         else model.step(params, workspace=workspace, **inputs))
-                _check_finite(loss, grads, step, epoch, b, ckpt_path)
+                _check_finite(loss, grads, step, epoch, b, ckpt_path, model.params_spec)
                 trainable = {k: params[k] for k in grads}
                 new_params, new_state = optimizer.update(trainable, grads, opt_state,
                                                          schedule(step, steps_per_epoch))

@@ -151,3 +151,60 @@ def test_empty_batch_without_labels_is_an_input_error():
         m.loss_and_grad(params, x=np.zeros((0, 3)), t=np.zeros(0))
     with pytest.raises(m.InputError, match="the batch is empty"):
         m.forward(params, x=np.zeros((0, 3)))
+
+
+# ---- NaN during training -----------------------------------------------------------------------
+
+def test_nan_names_the_parameters_in_params_order(tmp_path):
+    model = runtime.load(write_model(tmp_path))
+
+    def stepper(params, idx, inputs):  # gradients handed back in reverse order, two of them bad
+        grads = {k: np.zeros_like(params[k]) for k in reversed(list(model.params_spec))}
+        grads["out.b"][1], grads["hidden.W"][2, 3] = np.nan, np.inf
+        return np.float64(0.5), grads, {}
+    with pytest.raises(NonFiniteError, match=r"^step 0 \(epoch 1, batch 1\): the gradients of parameters "
+                                             r"'hidden.W', 'out.b' are not finite; no checkpoint"):
+        train(model, tiny_data(), TrainConfig(epochs=1, out=str(tmp_path / "run"), **QUIET),
+              stepper=stepper)
+
+
+def test_nan_loss_with_finite_gradients_says_so(tmp_path):
+    model = runtime.load(write_model(tmp_path))
+
+    def stepper(params, idx, inputs):
+        return np.float64(np.nan), {k: np.zeros_like(params[k]) for k in model.params_spec}, {}
+    with pytest.raises(NonFiniteError, match=r"step 0 .*: the loss itself is nan \(every gradient is "
+                                             r"finite\)"):
+        train(model, tiny_data(), TrainConfig(epochs=1, out=str(tmp_path / "run"), **QUIET),
+              stepper=stepper)
+
+
+def test_a_real_infinite_gradient_is_traced_to_its_parameter(tmp_path, capsys):
+    body = TINY + ('a = Param("a", (1,), init=1.0)\nc = Param("c", (1,), init=1e308)\n'
+                   'loss = loss + sum(c * a * a)\n')  # finite loss; d/da = 2ca = inf
+    x, y = np.random.default_rng(0).standard_normal((40, 3)), np.arange(40) % 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    with np.errstate(all="ignore"):
+        code = main(["train", write_model(tmp_path, body), "--data", str(tmp_path / "d.npz"),
+                     "--quiet", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 3 and "step 0 (epoch 1, batch 1): the gradient of parameter 'a' is not finite" in err
+
+
+# ---- resume with fewer epochs ------------------------------------------------------------------
+
+def test_resume_with_fewer_epochs_than_trained_is_refused(tmp_path, capsys):
+    x, y = np.random.default_rng(0).standard_normal((40, 3)), np.arange(40) % 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    args = ["train", write_model(tmp_path), "--data", str(tmp_path / "d.npz"), "--quiet",
+            "--out", str(tmp_path / "run")]
+    assert main(args + ["--epochs", "3"]) == 0
+    before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    assert main(args + ["--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "has already trained 3 epochs, more than --epochs 2" in err
+    assert "pass a larger one (e.g. --epochs 5)" in err
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+    assert main(args + ["--epochs", "4", "--resume"]) == 0
+    assert "epoch 4/4" in capsys.readouterr().out
