@@ -1,6 +1,7 @@
 """Checkpoints are data, not pickles: one .npz with the parameters, the optimizer's slots and a JSON
 record (epoch, position in the epoch, RNG state, model hash, compiler version). Written atomically:
-a crash while saving leaves the previous checkpoint as it was."""
+a crash while saving leaves the previous checkpoint as it was. A checkpoint fits a model when its
+arrays do (names, shapes, dtypes); the model hash is only a record of where it came from."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ FORMAT = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is truncated, corrupted, or belongs to another model."""
+    """A checkpoint is truncated, corrupted, or its arrays do not fit the model or the run."""
 
 
 @dataclass
@@ -58,7 +59,7 @@ def _fsync_dir(directory: str) -> None:
 
 
 def load(path: str, model=None) -> Checkpoint:
-    """Read and validate a checkpoint; with `model`, refuse one written for a different model."""
+    """Read and validate a checkpoint; with `model`, refuse one whose arrays do not fit it."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
@@ -77,13 +78,54 @@ def load(path: str, model=None) -> Checkpoint:
             _, slot, name = k.split("/", 2)
             opt_state.setdefault(slot, {})[name] = v
     if model is not None:
-        if meta.get("model_sha256") != model.sha256:
-            raise CheckpointError(
-                f"{path} was written for another model (SHA-256 {str(meta.get('model_sha256'))[:12]}…, "
-                f"this model is {model.sha256[:12]}…); train this model from scratch or pass its own "
-                "checkpoint")
-        for name, (shape, _, _) in model.params_spec.items():
-            if name not in params or tuple(params[name].shape) != tuple(shape):
-                raise CheckpointError(f"{path}: parameter {name!r} is missing or has the wrong shape")
-        params = {k: v.astype(model.dtype, copy=False) for k, v in params.items()}
+        _refuse_if_unfit(path, model, params)
     return Checkpoint(params, opt_state, meta)
+
+
+def _refuse_if_unfit(path: str, model, params: dict) -> None:
+    """A checkpoint fits a model when its arrays do (names, shapes, dtypes), whatever else changed in
+    the model file: editing a comment must not orphan a run."""
+    want = {**{k: ("parameter", s) for k, (s, _, _) in model.params_spec.items()},
+            **{k: ("state", s) for k, (s, _, _) in model.states_spec.items()}}
+    problems = _diff(want, params, np.dtype(model.dtype))
+    if problems:
+        raise CheckpointError(_unfit(path, "this model", problems, "train from scratch (without "
+                                     "--resume), or pass a checkpoint written for this model"))
+
+
+def fit_slots(path: str, opt_state: dict, fresh: dict) -> dict | None:
+    """The checkpoint's optimizer state when it keeps this optimizer's slots (refused if their arrays
+    do not fit the parameters); None when the run changed optimizer, whose slots then start afresh."""
+    if sorted(k for k, v in opt_state.items() if isinstance(v, dict)) != \
+            sorted(k for k, v in fresh.items() if isinstance(v, dict)):
+        return None
+    problems = []
+    for slot, ref in fresh.items():
+        if isinstance(ref, dict):
+            want = {k: ("parameter", v.shape) for k, v in ref.items()}
+            dtype = next(iter(ref.values())).dtype if ref else None
+            problems += [f"optimizer slot {slot}: {p}" for p in _diff(want, opt_state[slot], dtype)]
+    if problems:
+        raise CheckpointError(_unfit(path, "this run", problems, "train from scratch (without --resume)"))
+    return opt_state
+
+
+def _diff(want: dict, found: dict, dtype) -> list[str]:
+    """What differs between the arrays a model expects ({name: (kind, shape)}) and those found."""
+    problems = []
+    for name, (kind, shape) in want.items():
+        if name not in found:
+            problems.append(f"{kind} {name} missing from the checkpoint")
+        elif tuple(found[name].shape) != tuple(shape):
+            problems.append(f"{kind} {name}: checkpoint {tuple(found[name].shape)}, model {tuple(shape)}")
+        elif dtype is not None and found[name].dtype != dtype:
+            problems.append(f"{kind} {name}: checkpoint {found[name].dtype}, model {dtype} "
+                            f"(pass --dtype {found[name].dtype})")
+    problems += [f"{name} is in the checkpoint but not in the model" for name in found if name not in want]
+    return problems
+
+
+def _unfit(path: str, what: str, problems: list[str], fix: str, shown: int = 8) -> str:
+    more = [f"... and {len(problems) - shown} more"] if len(problems) > shown else []
+    return (f"{path} does not fit {what}:\n  " + "\n  ".join(problems[:shown] + more)
+            + f"\n{fix}")

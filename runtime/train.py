@@ -166,6 +166,11 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
         params, opt_state, meta = state.params, state.opt_state, state.meta
         epoch, batch_done, step = meta["epoch"], meta["batch"], meta["step"]
         _refuse_fewer_epochs(ckpt_path, epoch, batch_done, config.epochs)
+        fresh = optimizer.init({k: params[k] for k in model.params_spec})
+        if ckpt.fit_slots(ckpt_path, opt_state, fresh) is None:
+            log(f"{ckpt_path} was trained with {meta.get('optimizer', {}).get('name', '?')}: the "
+                f"{optimizer.name} optimizer starts with fresh state")
+            opt_state = fresh
         rng.bit_generator.state = meta["rng_state"]
         history = meta.get("history", [])
         log(f"resumed from {ckpt_path}: epoch {epoch} + {batch_done} batches, step {step}")

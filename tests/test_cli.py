@@ -50,7 +50,10 @@ def test_resume_with_a_foreign_checkpoint_is_refused(tmp_path, capsys):
     assert main(["train", DIGITS, "--epochs", "1", "--out", str(out), "--quiet"]) == 0
     code = main(["train", os.path.join(EXAMPLES, "mnist1d_mlp.py"), "--data", "mnist1d",
                  "--out", str(out), "--resume", "--quiet"])
-    assert code == 2 and "written for another model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit this model" in err
+    assert "parameter hidden1.W missing from the checkpoint" in err
+    assert "parameter out.W: checkpoint (128, 10), model (100, 10)" in err
 
 
 def test_bench_quick_runs_the_suite(capsys):

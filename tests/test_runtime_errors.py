@@ -208,3 +208,75 @@ def test_resume_with_fewer_epochs_than_trained_is_refused(tmp_path, capsys):
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
     assert main(args + ["--epochs", "4", "--resume"]) == 0
     assert "epoch 4/4" in capsys.readouterr().out
+
+
+# ---- checkpoints fit by their arrays, not the model file's hash ------------------------------
+
+def test_editing_a_comment_keeps_checkpoints_usable(tmp_path):
+    path = write_model(tmp_path)
+    train(runtime.load(path), tiny_data(), TrainConfig(epochs=1, out=str(tmp_path / "run"), **QUIET))
+    write_model(tmp_path, TINY.replace("# a tiny classifier", "# a tiny classifier, commented"))
+    edited = runtime.load(path)
+    result = train(edited, tiny_data(), TrainConfig(epochs=2, out=str(tmp_path / "run"), resume=True,
+                                                    **QUIET), log=lambda *_: None)
+    assert result.final["epoch"] == 2
+
+
+def test_old_checkpoint_with_another_hash_loads_when_it_fits(tmp_path):
+    model = runtime.load(write_model(tmp_path))
+    path = str(tmp_path / "old.npz")
+    ckpt.save(path, model.init_params(0), {"t": 0}, {"model_sha256": "0" * 64, "epoch": 1})
+    assert ckpt.load(path, model).meta["epoch"] == 1
+
+
+def test_unfit_checkpoint_says_what_changed(tmp_path):
+    model = runtime.load(write_model(tmp_path))
+    path = str(tmp_path / "c.npz")
+    ckpt.save(path, model.init_params(0), {"t": 0}, {"model_sha256": model.sha256})
+    wider = runtime.load(write_model(tmp_path, TINY.replace("linear(x, 4,", "linear(x, 5,")
+                                     + 'extra = Param("extra", (2,))\nloss = loss + sum(extra * extra)\n',
+                                     name="wider.py"))
+    with pytest.raises(ckpt.CheckpointError) as e:
+        ckpt.load(path, wider)
+    assert str(e.value).splitlines() == [
+        f"{path} does not fit this model:",
+        "  parameter hidden.W: checkpoint (3, 4), model (3, 5)",
+        "  parameter hidden.b: checkpoint (4,), model (5,)",
+        "  parameter out.W: checkpoint (4, 2), model (5, 2)",
+        "  parameter extra missing from the checkpoint",
+        "train from scratch (without --resume), or pass a checkpoint written for this model"]
+    single = runtime.load(write_model(tmp_path), dtype="float32")
+    with pytest.raises(ckpt.CheckpointError, match=r"parameter hidden.W: checkpoint float64, model "
+                                                   r"float32 \(pass --dtype float64\)"):
+        ckpt.load(path, single)
+
+
+def test_optimizer_slots_must_fit_or_start_afresh(tmp_path):
+    model = runtime.load(write_model(tmp_path))
+    run = tmp_path / "run"
+    train(model, tiny_data(), TrainConfig(epochs=1, out=str(run), **QUIET))  # adam: slots m, v
+    said = []
+    train(model, tiny_data(), TrainConfig(epochs=2, out=str(run), resume=True, optimizer="momentum",
+                                          **QUIET), log=said.append)
+    assert any("was trained with adam: the momentum optimizer starts with fresh state" in s for s in said)
+    state = ckpt.load(str(run / "checkpoint.npz"), model)
+    bad = {"v": {**state.opt_state["v"], "hidden.W": np.zeros((2, 2))}, "t": 3}
+    ckpt.save(str(run / "checkpoint.npz"), state.params, bad, state.meta)
+    with pytest.raises(ckpt.CheckpointError, match=r"does not fit this run:\n  optimizer slot v: parameter "
+                                                   r"hidden.W: checkpoint \(2, 2\), model \(3, 4\)"):
+        train(model, tiny_data(), TrainConfig(epochs=3, out=str(run), resume=True, optimizer="momentum",
+                                              **QUIET), log=lambda *_: None)
+
+
+def test_a_crash_mid_run_leaves_the_checkpoint_whole(tmp_path):
+    model = runtime.load(write_model(tmp_path))
+    run = tmp_path / "run"
+    train(model, tiny_data(), TrainConfig(epochs=1, out=str(run), **QUIET))
+    before = (run / "checkpoint.npz").read_bytes()
+
+    def crash(params, idx, inputs):
+        raise MemoryError("simulated")
+    with pytest.raises(MemoryError):
+        train(model, tiny_data(), TrainConfig(epochs=2, out=str(run), resume=True, **QUIET),
+              stepper=crash, log=lambda *_: None)
+    assert (run / "checkpoint.npz").read_bytes() == before
