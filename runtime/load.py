@@ -5,6 +5,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -41,18 +42,43 @@ def import_path(path: str | os.PathLike) -> ModuleType:
     return module
 
 
+class ModelFileMissingWarning(UserWarning):
+    """A generated module's model file is not found, so whether the module is stale is unknown."""
+
+
+def model_file(module: ModuleType) -> Path | None:
+    """Where the module's model file is now. The header records it as given to `compile`: absolute,
+    or relative to the folder compile ran in, which is usually the module's own folder or one above
+    it (`build/m.py` for `examples/m.py`). So a relative path is looked up from the module's folder
+    upwards first, then from the working folder; the first file found is the model file."""
+    recorded = Path(module.MODEL_PATH)
+    here = getattr(module, "__file__", None)
+    folders = [*Path(here).resolve().parents] if here else []
+    candidates = [recorded] if recorded.is_absolute() else [f / recorded for f in [*folders, Path.cwd()]]
+    # build/m.py, compiled from m.py, must not be taken for its own model file
+    return next((c for c in candidates if c.is_file() and not is_generated(c)), None)
+
+
 def check_fresh(module: ModuleType, model_path: str | None = None) -> None:
-    """Refuse a module whose recorded SHA-256 no longer matches its model file."""
-    path = model_path or module.MODEL_PATH
-    if not os.path.exists(path):
-        return  # the model file is not here: nothing to compare with
+    """Refuse a module whose recorded SHA-256 no longer matches its model file; warn when the model
+    file cannot be found (nothing to compare with)."""
+    name = getattr(module, "__file__", None) or module.__name__
+    path = model_path or model_file(module)
+    if path is not None and model_path is None:  # as the user would type it: relative when inside cwd
+        rel = os.path.relpath(path)
+        path = path if rel.startswith("..") else rel
+    if path is None:
+        warnings.warn(f"{name} was compiled from {module.MODEL_PATH}, which is not found (looked from "
+                      f"the module's folder upwards and in {os.getcwd()}); cannot tell whether the "
+                      "module is stale", ModelFileMissingWarning, stacklevel=3)
+        return
     with open(path, "rb") as f:
         current = hashlib.sha256(f.read()).hexdigest()
     if current != module.MODEL_SHA256:
         raise StaleModuleError(
-            f"{getattr(module, '__file__', module.__name__)} is stale: it was compiled from a "
-            f"different version of {path} (SHA-256 {module.MODEL_SHA256[:12]}…, the file is now "
-            f"{current[:12]}…); recompile with `symgrad compile {path}`")
+            f"{name} is stale: it was compiled from a different version of {path} (SHA-256 "
+            f"{module.MODEL_SHA256[:12]}…, the file is now {current[:12]}…); recompile with "
+            f"`symgrad compile {path}`")
 
 
 def compile_cached(model_path: str, dtype: str = "float64") -> Path:

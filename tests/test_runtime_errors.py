@@ -210,6 +210,37 @@ def test_resume_with_fewer_epochs_than_trained_is_refused(tmp_path, capsys):
     assert "epoch 4/4" in capsys.readouterr().out
 
 
+# ---- stale modules, from any folder ------------------------------------------------------------
+
+def test_stale_module_is_found_from_another_folder(tmp_path, monkeypatch):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "build").mkdir(parents=True)
+    elsewhere.mkdir()
+    model = project / "stale_probe.py"  # compiled to build/stale_probe.py: the same name
+    model.write_text(PRELUDE + 'a = Param("a", ())\nloss = a * a\n')
+    monkeypatch.chdir(project)
+    (project / "build" / "stale_probe.py").write_text(compiler.compile_file("stale_probe.py"))
+    monkeypatch.chdir(elsewhere)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # found: no warning, and not mistaken for its own model file
+        runtime.load(str(project / "build" / "stale_probe.py"))
+    model.write_text(PRELUDE + 'a = Param("a", ())\nloss = a * a * a\n')
+    with pytest.raises(runtime.StaleModuleError, match="is stale"):
+        runtime.load(str(project / "build" / "stale_probe.py"))
+
+
+def test_missing_model_file_is_a_loud_warning(tmp_path, monkeypatch):
+    from runtime.load import ModelFileMissingWarning
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lost_model.py").write_text(PRELUDE + 'a = Param("a", ())\nloss = a * a\n')
+    source = compiler.compile_file("lost_model.py")
+    (tmp_path / "lost_model.py").unlink()
+    (tmp_path / "gen.py").write_text(source)
+    with pytest.warns(ModelFileMissingWarning, match=r"gen.py was compiled from lost_model.py, which is "
+                                                     r"not found .*cannot tell whether the module is stale"):
+        runtime.load(str(tmp_path / "gen.py"))
+
+
 # ---- checkpoints fit by their arrays, not the model file's hash ------------------------------
 
 def test_editing_a_comment_keeps_checkpoints_usable(tmp_path):
