@@ -97,7 +97,7 @@ def suggestion(e: BaseException) -> str | None:
         return None
     texts = ["".join(traceback.TracebackException.from_exception(e).format_exception_only())]
     if "Did you mean" not in texts[0]:
-        shown = io.StringIO()
+        shown = io.StringIO()  # (sys.stderr is swapped for this one call, on the error path only)
         with contextlib.redirect_stderr(shown):
             sys.__excepthook__(type(e), e, e.__traceback__)
         texts.append(shown.getvalue())
