@@ -21,7 +21,8 @@ import sympy as sp
 from .graph import Graph, postorder
 from .optimize import forward_nodes
 from .errors import CompileError
-from .primitives import conform, is_singular, rule_for, select, sigmoid, softplus
+from .primitives import (conform, is_singular, maximum, reduce_max, reduce_sum, rule_for, select,
+                         sigmoid, softplus, squeeze, stop_gradient)
 from .shapes import ShapeMismatch, broadcast
 
 
@@ -88,6 +89,12 @@ def _stable_rewrite(node, graph: Graph, line: int):
             out, note = softplus(other.args[0]), "log(1 + exp(x)) = softplus(x)"
         elif isinstance(-other, sigmoid):
             out, note = -softplus((-other).args[0]), "log(1 - sigmoid(x)) = -softplus(x)"
+    elif (isinstance(u, sp.Add) and len(u.args) > 1 and all(isinstance(t, sp.exp) for t in u.args)
+          and not u.has(stop_gradient)):  # not one this rewrite made
+        out = _log_add_exp([t.args[0] for t in u.args])
+        note = "log(exp(a) + exp(b)) = m + log(exp(a - m) + exp(b - m)), m = max(a, b)"
+    elif isinstance(u, reduce_sum) and isinstance(u.args[0], sp.exp) and not u.args[0].has(stop_gradient):
+        out, note = _log_sum_exp(u), "log(sum(exp(x))) = m + log(sum(exp(x - m))), m = max(x)"
     elif isinstance(u, sp.Mul) and any(isinstance(f, sp.exp) for f in u.args):
         exps = [f for f in u.args if isinstance(f, sp.exp)]
         rest = sp.Mul(*[f for f in u.args if not isinstance(f, sp.exp)])
@@ -105,6 +112,23 @@ def _stable_rewrite(node, graph: Graph, line: int):
             if again is not None:
                 out = out.xreplace({sub: again})
     return out
+
+
+def _log_add_exp(terms: list):
+    """log Σ_i exp(a_i) with the largest a_i subtracted first (it gets no gradient: the result does
+    not depend on it), so no exp overflows."""
+    m = terms[0]
+    for t in terms[1:]:
+        m = maximum(m, t)
+    m = stop_gradient(m)
+    return m + sp.log(sp.Add(*[sp.exp(t - m) for t in terms]))
+
+
+def _log_sum_exp(total):
+    """log(sum(exp(x), axes)) as the max along `axes` plus the log of the sum of exp(x - max)."""
+    x, axes, keep = total.args[0].args[0], total.args[1], total.args[2]
+    m = stop_gradient(reduce_max(x, axes, sp.Integer(1)))
+    return sp.log(reduce_sum(sp.exp(x - m), axes, keep)) + (m if keep else squeeze(m, axes))
 
 
 def _guard_where(node, graph: Graph, line: int):

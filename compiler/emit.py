@@ -303,7 +303,7 @@ def _checked_prologue(fn_name, loads, dims, params, inputs) -> list[str]:
             if isinstance(d, str) and d not in binders:
                 binders[d] = f"{var}.shape[{axis}]"
                 lines.append(f"    {d} = {var}.shape[{axis}]")
-    conds = [f"len(inputs) == {len(inputs)}"]
+    conds = [f"len(inputs) == {len(inputs)}", *(f"{d} > 0" for d in binders)]  # B = 0: _validate says why
     for var, where, leaf in loads:
         conds.append(f"{var}.shape == {fmt(leaf.shape)}")
         if leaf.kind in ("labels", "seed"):

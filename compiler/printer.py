@@ -66,4 +66,7 @@ class Printer(NumPyPrinter):
         return f"np.sign({self._print(expr.args[0])})"
 
     def _print_Float(self, expr):
-        return repr(float(expr))
+        value = float(expr)
+        if value != value or value in (float("inf"), float("-inf")):  # a constant folded past float
+            return {"nan": "np.nan", "inf": "np.inf", "-inf": "-np.inf"}[repr(value)]
+        return repr(value)

@@ -142,8 +142,6 @@ def test_the_slow_check_finds_an_empty_batch_in_any_model():
         m._validate("forward", model.init_params(0), {"x": np.zeros((0, 3))}, list(m.PARAMS), ["x"])
 
 
-@pytest.mark.xfail(reason="the inline fast-path check cannot see B == 0 until compiler/emit.py "
-                          "_checked_prologue adds `B > 0` to `ok`", strict=False)
 def test_empty_batch_without_labels_is_an_input_error():
     model = runtime.load(os.path.join(EXAMPLES, "neuron.py"))
     m, params = model.module, model.init_params(0)

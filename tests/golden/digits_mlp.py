@@ -158,6 +158,7 @@ def forward(params, **inputs):
         out_b = params['out.b']
         B = x.shape[0]
         ok = (len(inputs) == 1
+              and B > 0
               and x.shape == (B, 64)
               and x.dtype == DTYPE
               and hidden_W.shape == (64, 128)
@@ -207,6 +208,7 @@ def loss(params, **inputs):
         out_b = params['out.b']
         B = x.shape[0]
         ok = (len(inputs) == 2
+              and B > 0
               and x.shape == (B, 64)
               and x.dtype == DTYPE
               and y.shape == (B,)
@@ -273,6 +275,7 @@ def loss_and_grad(params, *, workspace=None, **inputs):
         out_b = params['out.b']
         B = x.shape[0]
         ok = (len(inputs) == 2
+              and B > 0
               and x.shape == (B, 64)
               and x.dtype == DTYPE
               and y.shape == (B,)

@@ -154,6 +154,7 @@ def forward(params, **inputs):
         b = params['b']
         B = x.shape[0]
         ok = (len(inputs) == 1
+              and B > 0
               and x.shape == (B, 3)
               and x.dtype == DTYPE
               and w.shape == (3,)
@@ -189,6 +190,7 @@ def loss(params, **inputs):
         b = params['b']
         B = x.shape[0]
         ok = (len(inputs) == 2
+              and B > 0
               and x.shape == (B, 3)
               and x.dtype == DTYPE
               and t.shape == (B,)
@@ -237,6 +239,7 @@ def loss_and_grad(params, *, workspace=None, **inputs):
         b = params['b']
         B = x.shape[0]
         ok = (len(inputs) == 2
+              and B > 0
               and x.shape == (B, 3)
               and x.dtype == DTYPE
               and t.shape == (B,)
