@@ -8,6 +8,7 @@ import numpy as np
 
 import compiler
 import runtime
+from compiler.eager import Oracle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -21,15 +22,30 @@ def build(tmp_path, body: str, dtype: str = "float64", name: str = "model"):
     source = compiler.compile_file(str(model_file), dtype=dtype)
     module_file = tmp_path / f"{name}_{dtype}_gen.py"
     module_file.write_text(source)
-    return runtime.load(str(module_file))
+    model = runtime.load(str(module_file))
+    model.oracle = Oracle(str(model_file))  # the independent forward the checks difference
+    return model
 
 
 def central_difference(model, params, inputs, eps=1e-6):
-    """(L(θ + ε) − L(θ − ε)) / 2ε for every element of every parameter (the runtime's own routine)."""
+    """(L(θ + ε) − L(θ − ε)) / 2ε for every element of every parameter (the runtime's own routine),
+    of the eager oracle's loss where the model has one: never of the generated loss under test."""
     from runtime.gradcheck import numeric_gradient
-    return {name: numeric_gradient(model, params, inputs, name, eps,
-                                   list(np.ndindex(theta.shape))).reshape(theta.shape)
+    oracle = getattr(model, "oracle", None)
+    reference = oracle.loss if oracle is not None else None
+    params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    return {name: numeric_gradient(model, params, inputs, name, eps, list(np.ndindex(theta.shape)),
+                                   reference).reshape(theta.shape)
             for name, theta in params.items()}
+
+
+def assert_forward_matches_oracle(model, params, inputs, rtol=1e-12, text=""):
+    """The generated loss equals the eager oracle's (float64; only the rounding order differs).
+    The absolute part allows for cancellation: rounding of the terms, not of their sum."""
+    got = float(model.loss(params, **inputs))
+    want = model.oracle.loss(params, inputs)
+    scale = max(abs(want), 1.0)
+    assert abs(got - want) <= rtol * scale, f"loss {got!r} != oracle {want!r}\n{text}"
 
 
 def relative_error(a, b, floor=1e-8) -> float:

@@ -1,9 +1,10 @@
 """Every primitive in the registry, gradient-checked: a new primitive is tested by adding its Check."""
 import numpy as np
 import pytest
+import sympy as sp
 
 from compiler import primitives as P
-from helpers import build, central_difference, relative_error
+from helpers import assert_forward_matches_oracle, build, central_difference, relative_error
 
 CHECKED = sorted((r for r in P.REGISTRY.values() if r.check is not None),
                  key=lambda r: r.head.__name__)
@@ -15,6 +16,13 @@ def test_every_differentiable_op_has_a_check():
     missing = [r.head.__name__ for r in P.REGISTRY.values()
                if r.check is None and r.vjp is not None and isinstance(r.head, type)
                and issubclass(r.head, P.Op) and r.head is not P.stop_gradient]
+    assert missing == []
+
+
+def test_every_rule_has_an_eager_evaluation():
+    """The oracle evaluates every primitive itself; a rule without one could not be checked."""
+    missing = [r.head.__name__ for r in P.REGISTRY.values()
+               if r.eager is None and r.head not in (sp.Add, sp.Mul, sp.Pow, sp.sign, sp.Abs)]
     assert missing == []
 
 
@@ -38,6 +46,7 @@ def test_gradient_matches_central_differences(tmp_path, rule, seed):
         inputs["seed"] = np.int64(seed + 11)
     loss, grads = model.loss_and_grad(params, **inputs)
     assert np.isclose(loss, model.loss(params, **inputs), rtol=1e-14, atol=0)
+    assert_forward_matches_oracle(model, params, inputs)
     numeric = central_difference(model, params, inputs)
     for name in params:
         assert grads[name].shape == params[name].shape
