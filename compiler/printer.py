@@ -42,6 +42,25 @@ class Printer(NumPyPrinter):
             return f"1/{inner}"
         return f"{self.parenthesize(base, prec, strict=False)}**{self.parenthesize(e, prec, strict=False)}"
 
+    def parenthesize(self, item, level, strict=False):
+        """`1/x` and `1/np.sqrt(x)` print as quotients, so they bind like *, not like **: on the right
+        of `@` (left-associative with * and /) `a @ 1/x` would be `(a @ 1)/x`."""
+        if isinstance(item, sp.Pow) and item.exp.is_Number and item.exp < 0 and (
+                item.exp.is_Integer or item.exp == -sp.S.Half):
+            prec = PRECEDENCE["Mul"]
+            text = self._print(item)
+            return f"({text})" if prec < level or (not strict and prec <= level) else text
+        return super().parenthesize(item, level, strict)
+
+    def _print_Mul(self, expr):
+        """With a negative coefficient SymPy compares factors against Add's precedence, so a product
+        `-2*b*(a.T @ g)` lost the parentheses around its matmul (`@` binds like *): print the
+        positive product and negate it."""
+        coeff, _ = expr.as_coeff_Mul()
+        if coeff < 0 and (-expr).is_Mul:
+            return "-" + self._print_Mul(-expr)
+        return super()._print_Mul(expr)
+
     def _print_Add(self, expr, order=None):
         """Positive terms first, then ` - t` for each negative one: `logits - top`, not `-top + logits`
         (one NumPy call fewer per negated term, and it reads as written). The order is fixed by

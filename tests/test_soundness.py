@@ -151,3 +151,13 @@ def test_nan_gradients_are_a_mismatch_not_ok(tmp_path):
     model = build(tmp_path, 'a = Param("a", (2,))\nloss = sum(sqrt(a))\n')
     (check,) = runtime.check_gradients(model, {"a": np.array([-1.0, 4.0])}, {})
     assert not check.ok and check.rel_error == np.inf
+
+
+def test_a_quotient_on_the_right_of_matmul_keeps_its_parentheses(tmp_path):
+    """`a @ 1/d` is (a @ 1)/d in Python: the printer must write `a @ (1/d)` (found by the long fuzz)."""
+    model = build(tmp_path, 'a = Param("a", (2, 3))\nb = Param("b", (3, 2))\n'
+                            'loss = sum(tanh(a @ (1 / (b * b + 1))))\n')
+    params = {"a": RNG.standard_normal((2, 3)), "b": RNG.standard_normal((3, 2))}
+    np.testing.assert_allclose(model.loss(params), np.tanh(params["a"] @ (1 / (params["b"] ** 2 + 1))).sum(),
+                               rtol=1e-14)
+    _check(model, params)
