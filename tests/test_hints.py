@@ -42,12 +42,7 @@ NOT_DSL = {
 
 # Hints whose computed text is known to be wrong, and reported to the file's owner. An entry whose
 # hint has been fixed no longer matches anything and can be deleted.
-KNOWN_BAD_DYNAMIC = {
-    # compiler/templates/module.py.j2 `_match`: "recompile with --dtype {value.dtype}" names any dtype
-    # the array happens to have, but `symgrad compile --dtype` accepts only float32 and float64.
-    "float16": "module.py.j2 suggests --dtype float16, which the CLI refuses",
-    "int32": "module.py.j2 suggests --dtype int32, which the CLI refuses",
-}
+KNOWN_BAD_DYNAMIC: dict = {}  # dtype -> reason, for a hint known to be wrong (none now)
 
 
 # ---------------------------------------------------------------------------------------------

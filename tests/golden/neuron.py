@@ -114,9 +114,10 @@ def _match(where, kind, name, value, shape, dtype, dims):
             raise InputError(f"{where}: {kind} {name!r} must hold integers, got {value.dtype}; "
                              "use .astype(np.int64)")
     elif value.dtype != DTYPE:
+        other = "float32" if value.dtype == np.float32 else "float64" if value.dtype == np.float64 else None
+        again = f" or recompile with --dtype {other}" if other else ""
         raise InputError(f"{where}: {kind} {name!r} has dtype {value.dtype} but the module was "
-                         f"compiled for {dtype}; cast with .astype(np.{dtype}) or recompile with "
-                         f"--dtype {value.dtype}")
+                         f"compiled for {dtype}; cast with .astype(np.{dtype}){again}")
 
 
 class Workspace:
