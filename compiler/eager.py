@@ -13,13 +13,12 @@ wrong forward cannot hide behind differences of itself.
 from __future__ import annotations
 
 import os
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
 
-from .dsl import _ACTIVE, Eager, Recorder, Tensor
-from .errors import ModelError
+from .dsl import Eager, Recorder, Tensor
+from .trace import run_model
 
 
 @dataclass
@@ -42,20 +41,8 @@ class Oracle:
     def run(self, params: dict, inputs: dict, training: bool = True) -> EagerResult:
         eager = Eager(arrays={**params, **inputs}, training=training)
         rec = Recorder(path=self.path, eager=eager)
-        namespace = {"__name__": "__symgrad_model__", "__file__": self.path}
-        token = _ACTIVE.set(rec)
-        try:
-            with np.errstate(all="ignore"):  # inf and NaN are results here, compared as they are
-                exec(self.code, namespace)
-        except ModelError:
-            raise
-        except Exception as e:
-            line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__))
-                         if fr.filename == self.path), 0)
-            raise ModelError(f"{type(e).__name__}: {e}", where=f"{self.path}:{line}", op="eager oracle",
-                             fix="the model file raised this while being evaluated eagerly") from None
-        finally:
-            _ACTIVE.reset(token)
+        with np.errstate(all="ignore"):  # inf and NaN are results here, compared as they are
+            namespace = run_model(self.code, self.path, rec)
         loss = namespace.get("loss")
         outputs = namespace.get("outputs", {})
         return EagerResult(float(loss.expr) if isinstance(loss, Tensor) else None,

@@ -27,13 +27,9 @@ def trace_file(path: str) -> Graph:
     return trace_source(source, path)
 
 
-def trace_source(source: str, path: str) -> Graph:
-    try:
-        code = compile(source, path, "exec")
-    except SyntaxError as e:
-        raise ModelError(f"syntax error: {e.msg}", where=f"{path}:{e.lineno}",
-                         fix="fix the Python syntax of the model file") from None
-    rec = Recorder(path=path)
+def run_model(code, path: str, rec: Recorder) -> dict:
+    """Execute a compiled model file with `rec` active (tracing, or the eager oracle) and return its
+    namespace; the user's own Python errors are reported at their line, not ours."""
     namespace = {"__name__": "__symgrad_model__", "__file__": path}
     token = _ACTIVE.set(rec)
     try:
@@ -47,6 +43,17 @@ def trace_source(source: str, path: str) -> Graph:
         raise ModelError(describe(e, guess), where=f"{path}:{line}", fix=fix_for(e, guess)) from None
     finally:
         _ACTIVE.reset(token)
+    return namespace
+
+
+def trace_source(source: str, path: str) -> Graph:
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        raise ModelError(f"syntax error: {e.msg}", where=f"{path}:{e.lineno}",
+                         fix="fix the Python syntax of the model file") from None
+    rec = Recorder(path=path)
+    namespace = run_model(code, path, rec)
 
     loss = namespace.get("loss")
     if not isinstance(loss, Tensor):
@@ -113,7 +120,3 @@ def fix_for(e: BaseException, guess: str | None = None) -> str:
     if guess:
         return "check the spelling"
     return "the model file raised this while being traced"
-
-
-def leaf_name(rec, symbol) -> str:
-    return next(leaf.name for leaf in rec.leaves.values() if leaf.symbol == symbol)

@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import HealthCheck, settings, strategies as st, given
 
 import runtime
-from helpers import assert_forward_matches_oracle, build, central_difference, relative_error
+from helpers import assert_forward_matches_oracle, build
 
 settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
