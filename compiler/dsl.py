@@ -24,6 +24,7 @@ import sympy as sp
 
 from . import primitives as P
 from .errors import ModelError
+from .hints import numpy_fix
 from .graph import Leaf, ShapeTable
 from .shapes import (Shape, ShapeMismatch, broadcast, dim_expr, fmt, is_outer_broadcast,
                      normalize_axes, size)
@@ -201,11 +202,11 @@ class Tensor:
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         self._refuse(f"np.{ufunc.__name__}",
-                     __import__("hints", globals(), None, ["numpy_fix"], 1).numpy_fix(ufunc.__name__))
+                     numpy_fix(ufunc.__name__))
 
     def __array_function__(self, func, types, args, kwargs):
         self._refuse(f"np.{func.__name__}",
-                     __import__("hints", globals(), None, ["numpy_fix"], 1).numpy_fix(func.__name__))
+                     numpy_fix(func.__name__))
 
 
 class Condition:
