@@ -12,7 +12,7 @@ import sympy as sp
 
 from .errors import CompileError
 from .graph import Graph, postorder
-from .primitives import (broadcast_to, conform, is_singular, reduce_sum, rule_for, select, unbroadcast,
+from .ops import (broadcast_to, conform, is_singular, reduce_sum, rule_for, select, unbroadcast,
                          unless_zero)
 from .shapes import ShapeMismatch, broadcast, dim_expr, fmt
 

@@ -21,7 +21,7 @@ import sympy as sp
 from .graph import Graph, postorder
 from .optimize import forward_nodes
 from .errors import CompileError
-from .primitives import (conform, is_singular, maximum, reduce_max, reduce_sum, rule_for, select,
+from .ops import (conform, is_singular, maximum, reduce_max, reduce_sum, rule_for, select,
                          sigmoid, softplus, squeeze, stop_gradient)
 from .shapes import ShapeMismatch, broadcast
 

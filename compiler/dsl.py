@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from . import primitives as P
+from . import ops as P
 from .errors import ModelError
 from .hints import numpy_fix
 from .graph import Leaf, ShapeTable
@@ -317,9 +317,8 @@ def apply(head, *args, op: str | None = None) -> Tensor:
     n = len(args) if rule.n_tensor is None else rule.n_tensor
     tensors = [_lift(a, op) for a in args[:n]]
     static = [_static(s) for s in args[n:]]
-    label_ok = head in (P.pick, P.one_hot)
     for i, t in enumerate(tensors):
-        if not (label_ok and i == len(tensors) - 1):
+        if i not in rule.int_args:
             _require_float(t, op)
     if rule.elementwise and len(tensors) > 1:
         _elementwise_shape(op, tensors)

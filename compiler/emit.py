@@ -8,7 +8,7 @@ import jinja2
 import sympy as sp
 
 from . import naming
-from . import primitives as P
+from . import ops as P
 from .graph import Graph
 from .optimize import count_ops
 from .printer import Printer
@@ -171,9 +171,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
             comment = fmt(leaf.shape)
         elif reuse is not None:  # the operand dies here: update its buffer instead of allocating
             buffer, op, rest = reuse
-            scaled = P.one_hot.split_scaled(rest, shapes) if op in "+-" else None
-            update = (scaled[0].update_in_place(printer, names[buffer], op, scaled[1]) if scaled
-                      else f"{names[buffer]} {op}= {printer.doprint(rest)}")
+            update = _update_text(printer, names[buffer], op, rest)
             body.append(f"{update}  # in place: {names[buffer]} is not read again")
             text = names[buffer]
         elif (fresh := _fresh_term(st.expr, shapes(st.target), shapes)) is not None:
@@ -188,7 +186,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
             text = into_buffer(st.target, st.expr) or printer.doprint(st.expr)
         if text is not None:
             body.append(f"{names[st.target]} = {text}  # {comment}")
-        if (not st.expr.is_Atom and type(st.expr) not in VIEWS) or st.expr in owned:
+        if (not st.expr.is_Atom and not P.rule_for(st.expr).view) or st.expr in owned:
             owned.add(st.target)
         if step.release:
             body.append("del " + ", ".join(names[s] for s in step.release))
@@ -240,36 +238,35 @@ def _large(shape) -> bool:
     return n >= LARGE
 
 
-# ops whose result may share memory with an operand (and so with the caller's arrays)
-VIEWS = (P.transpose, P.reshape, P.squeeze, P.expand_dims, P.broadcast_to, P.windows, P.stop_gradient)
-
-
 def _reusable(st, step, owned: set, shapes):
-    """`T = S * rest` or `T = S + rest` where S is an array this function allocated, of T's shape,
-    that dies at this statement: compute it as `S *= rest` and let T name the same buffer."""
+    """`T = S * rest` or `T = S + rest` (the forms the op's rule offers) where S is an array this
+    function allocated, of T's shape, that dies at this statement: compute it as `S *= rest` and let
+    T name the same buffer."""
     expr = st.expr
-    if isinstance(expr, P.select) and len(expr.args) == 3 and expr.args[2] == 0:
-        g = expr.args[1]  # the ReLU router g*(x > 0): multiply g's buffer by the mask
-        if (g.is_Symbol and g in step.release and g in owned and g != st.target
-                and shapes(g) == shapes(st.target) and g not in expr.args[0].free_symbols):
-            return g, "*", P.positive(expr.args[0])
-        return None
-    if not isinstance(expr, (sp.Mul, sp.Add)):
-        return None
-    for arg in expr.args:
+    rule = P.rule_for(expr)
+    for arg, op, rest in (rule.in_place(expr) if rule is not None else ()):
         if (arg.is_Symbol and arg in step.release and arg in owned and arg != st.target
                 and shapes(arg) == shapes(st.target)):
-            rest = expr.func(*[a for a in expr.args if a is not arg])
-            if arg in rest.free_symbols or rest.is_Number and isinstance(expr, sp.Add) and rest == 0:
-                continue
-            if isinstance(expr, sp.Mul) and rest.is_Number and rest == -1:
+            if arg in rest.free_symbols or rest.is_Number and (op == "+" and rest == 0
+                                                               or op == "*" and rest == -1):
                 continue
             if not _fits_into(rest, shapes(st.target), shapes):
                 continue  # the update must not grow the buffer (the shape invariant, once more)
-            if isinstance(expr, sp.Add) and rest.could_extract_minus_sign():
+            if op == "+" and rest.could_extract_minus_sign():
                 return arg, "-", -rest
-            return arg, ("*" if isinstance(expr, sp.Mul) else "+"), rest
+            return arg, op, rest
     return None
+
+
+def _update_text(printer, buffer: str, op: str, term) -> str:
+    """`buffer op= term`, or the cheaper form a factor's rule offers (one entry per row for a
+    scaled one-hot)."""
+    for factor in sp.Mul.make_args(term):
+        rule = P.rule_for(factor)
+        text = rule.update(factor, term, printer, buffer, op) if rule and rule.update else None
+        if text is not None:
+            return text
+    return f"{buffer} {op}= {printer.doprint(term)}"
 
 
 def _fresh_term(expr, shape, shapes):

@@ -10,13 +10,19 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from . import primitives as P
+from . import ops as P
 from .errors import ModelError
 from .optimize import substitute
 
 
 class softmax(sp.Function):
     """Only for display: exp(z − max z) / Σ exp(z − max z) is shown as softmax(z)."""
+
+    def _mathtext(self, p):
+        return f"softmax({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return rf"\operatorname{{softmax}}({p._print(self.args[0])})"
 
 
 def _adjoint_label(name: str, loss: str, latex: bool) -> str:
@@ -26,7 +32,8 @@ def _adjoint_label(name: str, loss: str, latex: bool) -> str:
 
 
 class MathPrinter(StrPrinter):
-    """Unicode math: · for matrix products, ᵀ, Σ over an axis, ⊙[x > 0] for the ReLU family."""
+    """Unicode math; each op shows itself through its rule's `_mathtext` (see compiler/ops/)."""
+    printmethod = "_mathtext"
 
     def __init__(self, names: dict):
         super().__init__()
@@ -35,45 +42,10 @@ class MathPrinter(StrPrinter):
     def _print_Symbol(self, expr):
         return self.names.get(expr, expr.name)
 
-    def _print_matmul(self, expr):
-        return "·".join(self.parenthesize(a, 50, strict=False) for a in expr.args)
-
-    def _print_transpose(self, expr):
-        return self.parenthesize(expr.args[0], 1000, strict=True) + "ᵀ"
-
-    def _print_reduce_sum(self, expr):
-        axes = tuple(int(a) for a in expr.args[1])
-        return f"Σ_{{axis {','.join(map(str, axes))}}}({self._print(expr.args[0])})"
-
-    def _print_reduce_max(self, expr):
-        return f"max({self._print(expr.args[0])})"
-
-    def _print_select(self, expr):
-        x, a, b = expr.args[:3]
-        op = "≥" if len(expr.args) > 3 and expr.args[3] else ">"
-        if b == 0:
-            return f"{self.parenthesize(a, 50, strict=False)} ⊙ [{self._print(x)} {op} 0]"
-        return f"where({self._print(x)} {op} 0, {self._print(a)}, {self._print(b)})"
-
-    def _print_one_hot(self, expr):
-        return f"onehot({self._print(expr.args[0])})"
-
-    def _print_pick(self, expr):
-        return f"{self._print(expr.args[0])}[{self._print(expr.args[1])}]"
-
-    def _print_expand_dims(self, expr):
-        return self._print(expr.args[0])
-
-    _print_squeeze = _print_broadcast_to = _print_stop_gradient = _print_expand_dims
-
-    def _print_outer(self, expr):
-        return f"{self.parenthesize(expr.args[0], 1000)}⊗{self.parenthesize(expr.args[1], 1000)}"
-
-    def _print_sigmoid(self, expr):
-        return f"σ({self._print(expr.args[0])})"
-
 
 class MathLatexPrinter(LatexPrinter):
+    """LaTeX; each op shows itself through its rule's `_latex`."""
+
     def __init__(self, names: dict):
         super().__init__()
         self.names = names
@@ -84,36 +56,6 @@ class MathLatexPrinter(LatexPrinter):
             return name
         escaped = name.replace("_", "\\_")
         return rf"\mathrm{{{escaped}}}"
-
-    def _print_matmul(self, expr):
-        return " ".join(self.parenthesize(a, 50, strict=False) for a in expr.args)
-
-    def _print_transpose(self, expr):
-        return self.parenthesize(expr.args[0], 1000, strict=True) + r"^{\top}"
-
-    def _print_reduce_sum(self, expr):
-        axes = ",".join(str(int(a)) for a in expr.args[1])
-        return rf"\sum_{{\text{{axis }}{axes}}} {self.parenthesize(expr.args[0], 50, strict=False)}"
-
-    def _print_select(self, expr):
-        x, a, b = expr.args[:3]
-        if b == 0:
-            return rf"{self.parenthesize(a, 50, strict=False)} \odot [{self._print(x)} > 0]"
-        return rf"\operatorname{{where}}({self._print(x)} > 0, {self._print(a)}, {self._print(b)})"
-
-    def _print_one_hot(self, expr):
-        return rf"\operatorname{{onehot}}({self._print(expr.args[0])})"
-
-    def _print_expand_dims(self, expr):
-        return self._print(expr.args[0])
-
-    _print_squeeze = _print_broadcast_to = _print_stop_gradient = _print_expand_dims
-
-    def _print_sigmoid(self, expr):
-        return rf"\sigma({self._print(expr.args[0])})"
-
-    def _print_softmax(self, expr):
-        return rf"\operatorname{{softmax}}({self._print(expr.args[0])})"
 
 
 def _recognize_softmax(expr):

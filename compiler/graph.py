@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .errors import CompileError
-from .primitives import rule_for
+from .ops import rule_for
 from .shapes import Shape
 
 

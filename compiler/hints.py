@@ -53,7 +53,7 @@ def elementwise_functions() -> list[str]:
     """The exported elementwise functions: the registry's elementwise primitives, plus functions
     written by hand in compiler.dsl whose docstring says they are elementwise (sqrt)."""
     from . import dsl
-    from . import primitives as P
+    from . import ops as P
     public = {rule.public for rule in P.REGISTRY.values() if rule.public and rule.elementwise}
     out = []
     for name in dsl_exports():

@@ -13,8 +13,7 @@ from . import naming
 from .emit import _ENV, emit_function
 from .errors import ModelError
 from .optimize import Program, closure, count_ops
-from .primitives import (broadcast_to, expand_dims, matmul, reduce_max, reduce_sum, rule_for,
-                         squeeze, stop_gradient, transpose)
+from .ops import rule_for
 from .schedule import peak_bytes, schedule
 from .shapes import Shape
 
@@ -117,21 +116,11 @@ def _size(shape: Shape, sizes: dict) -> int:
 
 
 def flops(expr: sp.Basic, shapes, sizes: dict) -> int:
-    """Floating-point operations of one statement: 2nmk per matmul, one per element otherwise."""
+    """Floating-point operations of one statement, as each op's rule counts them (2nmk for a
+    matrix product, one per element reduced, none for a view, one per output element otherwise)."""
     from .optimize import forward_nodes
-    total = 0
-    for node in forward_nodes([expr]):
-        if isinstance(node, matmul):
-            a, b = (shapes(x) for x in node.args)
-            total += 2 * _size(a, sizes) * (_size(b, sizes) // max(_size(b[:1], sizes), 1)) \
-                if len(b) == 2 else 2 * _size(a, sizes)
-        elif isinstance(node, (reduce_sum, reduce_max)):
-            total += _size(shapes(node.args[0]), sizes)  # one add (or compare) per input element
-        elif isinstance(node, (squeeze, expand_dims, transpose, stop_gradient, broadcast_to)):
-            continue  # views: no arithmetic
-        else:
-            total += _size(shapes(node), sizes)
-    return total
+    return sum(rule_for(node).cost(node, shapes, lambda shape: _size(shape, sizes))
+               for node in forward_nodes([expr]))
 
 
 def naive_gradient_size(graph) -> int | None:

@@ -6,12 +6,10 @@ import re
 
 import sympy as sp
 
+from .ops import rule_for
+
 RESERVED = {"np", "DTYPE", "params", "inputs", "dims", "len", "PARAMS", "INPUTS", "OUTPUTS",
             "LABEL_CLASSES", "InputError", "workspace", "Workspace"}
-
-_OP_NAMES = {"Add": "add", "Mul": "mul", "matmul": "mm", "reduce_sum": "total", "reduce_max": "top",
-             "expand_dims": "col", "squeeze": "flat", "broadcast_to": "full", "one_hot": "onehot",
-             "stop_gradient": "const", "transpose": "tr", "absolute": "abs", "select": "routed"}
 
 
 def ident(name: str) -> str:
@@ -27,11 +25,9 @@ def adjoint(name: str) -> str:
 
 
 def op_name(expr: sp.Basic) -> str:
-    """A short name for a temporary, after what computes it: exp, sum, mm, sq..."""
-    if isinstance(expr, sp.Pow):
-        return {2: "sq", -1: "inv", sp.S.Half: "sqrt"}.get(expr.exp, "pow")
-    head = type(expr).__name__
-    return _OP_NAMES.get(head, head.lower())
+    """A short name for a temporary, after what computes it (its rule's `temp`): exp, sum, mm..."""
+    rule = rule_for(expr)
+    return rule.temp(expr) if rule is not None else type(expr).__name__.lower()
 
 
 class Namer:

@@ -14,7 +14,7 @@ import sympy as sp
 from .ad import Backward
 from .errors import CompileError
 from .graph import Graph, postorder
-from .primitives import conform, ones, reduce_sum, rule_for, stop_gradient
+from .ops import conform, ones, reduce_sum, rule_for, stop_gradient
 from .shapes import ShapeMismatch, broadcast, fmt
 
 INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer

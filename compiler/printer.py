@@ -1,6 +1,6 @@
 """The NumPy printer: SymPy's, with `np.` names, symgrad's symbol names, and each Op printing itself.
 
-Ops carry a `_numpycode(printer)` method next to their other rules (see primitives.py); this class
+Ops carry a `_numpycode(printer)` method next to their other rules (see compiler/ops/); this class
 only adds what every expression needs: names, shapes, and plain forms of powers.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ from compiler.eager import Oracle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
-PRELUDE = "from compiler.dsl import *\nimport compiler.primitives as P\n"
+PRELUDE = "from compiler.dsl import *\nimport compiler.ops as P\n"
 
 
 def build(tmp_path, body: str, dtype: str = "float64", name: str = "model"):

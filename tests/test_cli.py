@@ -37,7 +37,7 @@ def test_compile_and_check(tmp_path, capsys):
 
 def test_check_fails_on_a_wrong_gradient(tmp_path, capsys, monkeypatch):
     """`check` must be able to fail: corrupt one VJP rule and it reports the mismatch."""
-    from compiler import primitives as P
+    from compiler import ops as P
     original = P.REGISTRY[P.sigmoid]
     monkeypatch.setitem(P.REGISTRY, P.sigmoid, original.__class__(
         **{**original.__dict__, "vjp": lambda node, g, shape: (g * node,)}))

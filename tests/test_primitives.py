@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from compiler import primitives as P
+from compiler import ops as P
 from helpers import assert_forward_matches_oracle, build, central_difference, relative_error
 
 CHECKED = sorted((r for r in P.REGISTRY.values() if r.check is not None),

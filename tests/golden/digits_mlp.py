@@ -243,12 +243,12 @@ def loss(params, **inputs):
     logits = h @ out_W  # (B, 10)  digits_mlp.py:8
     logits += out_b  # in place
     del h
-    top = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    exp = np.exp(logits - top)  # (B, 10)  digits_mlp.py:10
-    total = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    max = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    exp = np.exp(logits - max)  # (B, 10)  digits_mlp.py:10
+    sum = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
     del exp
-    loss = ((np.log(total) + top)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
-    del top, total, logits
+    loss = ((np.log(sum) + max)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
+    del max, sum, logits
     return loss
 
 
@@ -308,23 +308,23 @@ def loss_and_grad(params, *, workspace=None, **inputs):
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
     logits = h @ out_W  # (B, 10)  digits_mlp.py:8
     logits += out_b  # in place
-    top = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    exp = np.exp(logits - top)  # (B, 10)  digits_mlp.py:10
-    total = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    loss = ((np.log(total) + top)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
-    del top, logits
+    max = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    exp = np.exp(logits - max)  # (B, 10)  digits_mlp.py:10
+    sum = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    loss = ((np.log(sum) + max)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
+    del max, logits
 
     # ---- backward ----------------------------------------------------------------------------------
     # grad of digits_mlp.py:10: loss = softmax_cross_entropy(logits, y)
-    d_total = 1/(B*total)  # (B, 1)
-    del total
-    exp *= d_total  # in place: exp is not read again
-    d_add = exp  # (B, 10)
-    del exp, d_total
+    d_sum = 1/(B*sum)  # (B, 1)
+    del sum
+    exp *= d_sum  # in place: exp is not read again
+    d_plus = exp  # (B, 10)
+    del exp, d_sum
     # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")  [logits = out.b + h·out.W]
-    d_add[np.arange(B), y] -= 1/B  # in place: d_add is not read again
-    d_logits = d_add  # (B, 10)
-    del d_add
+    d_plus[np.arange(B), y] -= 1/B  # in place: d_plus is not read again
+    d_logits = d_plus  # (B, 10)
+    del d_plus
     d_out_W = h.T @ d_logits  # (128, 10)
     del h
     # grad of digits_mlp.py:7: h = relu(linear(x, 128, name="hidden"))  [h = relu(hidden_pre)]

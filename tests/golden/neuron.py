@@ -213,10 +213,10 @@ def loss(params, **inputs):
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
     o -= t  # in place: o is not read again
-    add = o  # (B,)  neuron.py:11
+    plus = o  # (B,)  neuron.py:11
     del o
-    loss = (add**2).sum()/B  # ()  neuron.py:11
-    del add
+    loss = (plus**2).sum()/B  # ()  neuron.py:11
+    del plus
     return loss
 
 
@@ -261,20 +261,20 @@ def loss_and_grad(params, *, workspace=None, **inputs):
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
-    add = o - t  # (B,)  neuron.py:11
-    loss = (add**2).sum()/B  # ()  neuron.py:11
+    plus = o - t  # (B,)  neuron.py:11
+    loss = (plus**2).sum()/B  # ()  neuron.py:11
 
     # ---- backward ----------------------------------------------------------------------------------
     # grad of neuron.py:10: o = sigmoid(x @ w + b)  [o = σ(b + x·w)]
-    add *= 2/B  # in place: add is not read again
-    d_o = add  # (B,)
-    del add
+    plus *= 2/B  # in place: plus is not read again
+    d_o = plus  # (B,)
+    del plus
     d_o *= o*(1 - o)  # in place: d_o is not read again
-    d_add = d_o  # (B,)
+    d_plus = d_o  # (B,)
     del o, d_o
-    d_w = x.T @ d_add  # (3,)
-    d_b = d_add.sum()  # ()
-    del d_add
+    d_w = x.T @ d_plus  # (3,)
+    d_b = d_plus.sum()  # ()
+    del d_plus
 
     return loss, {
         'w': d_w,

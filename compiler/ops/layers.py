@@ -1,0 +1,135 @@
+"""Layer ops: the sliding windows of a 1-D convolution or pooling (a strided view) and their
+adjoint, and dropout's reproducible mask. Each prints a call to a small helper function that the
+generated module carries."""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ..shapes import ShapeMismatch, fmt
+from .rule import Check, Op, arg, register
+
+
+@register
+class windows(Op):
+    """(N, L, C) -> (N, L_out, k, C): the k taps each output position of a 1-D convolution or
+    pooling reads (static: k, stride, padding, dilation). A strided view; its VJP adds back."""
+    temp, view = "windows", True
+    math = ("windows({0})", r"\operatorname{{windows}}\left({0}\right)")
+    helper = ("def _windows(x, k, stride, padding, dilation):\n"
+              "    \"\"\"(N, L, C) -> (N, L_out, k, C): the taps each output position reads (a view).\"\"\"\n"
+              "    if padding:\n"
+              "        x = np.pad(x, ((0, 0), (padding, padding), (0, 0)))\n"
+              "    span = dilation * (k - 1) + 1\n"
+              "    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=1)\n"
+              "    return view[:, ::stride, :, ::dilation].transpose(0, 1, 3, 2)\n")
+    check = Check({"a": ((2, 7, 3), (-1, 1))},
+                  "sum(tanh(apply(P.windows, a, 3, 2, 1, 1)) * apply(P.windows, a, 3, 2, 1, 1))")
+
+    @staticmethod
+    def out_length(length: int, k: int, stride: int, padding: int, dilation: int) -> int:
+        return (length + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        x = arg_shapes[0]
+        k, stride, padding, dilation = (int(v) for v in node.args[1:5])
+        if len(x) != 3 or not isinstance(x[1], int):
+            raise ShapeMismatch(f"expects (batch, length, channels) with a fixed length, got {fmt(x)}")
+        out = cls.out_length(x[1], k, stride, padding, dilation)
+        if out < 1:
+            raise ShapeMismatch(f"a window of {k} taps (dilation {dilation}) does not fit a length of "
+                                f"{x[1]} with padding {padding}")
+        return (x[0], out, k, x[2])
+
+    def vjp(self, g, shape):
+        length = shape(self.args[0])[1]
+        return (unwindows(g, sp.Integer(length), *self.args[1:5]),)
+
+    @staticmethod
+    def eager(x, k, stride, padding, dilation):
+        x = np.concatenate([np.zeros_like(x[:, :padding]), x, np.zeros_like(x[:, :padding])], axis=1)
+        n_out = windows.out_length(x.shape[1] - 2 * padding, k, stride, padding, dilation)
+        return np.stack([np.stack([x[:, i * stride + j * dilation] for j in range(k)], axis=1)
+                         for i in range(n_out)], axis=1)
+
+    def _numpycode(self, p):
+        p.helpers.add(type(self))
+        args = ", ".join(str(int(v)) for v in self.args[1:5])
+        return f"_windows({p._print(self.args[0])}, {args})"
+
+
+@register
+class unwindows(Op):
+    """The adjoint of `windows`: each tap's gradient is added back where it was read."""
+    temp, view = "unwindows", False
+    math = ("unwindows({0})", r"\operatorname{{unwindows}}\left({0}\right)")
+    helper = ("def _unwindows(g, length, k, stride, padding, dilation):\n"
+              "    \"\"\"Adjoint of _windows: (N, L_out, k, C) -> (N, length, C), overlaps summed.\"\"\"\n"
+              "    n, l_out, _, c = g.shape\n"
+              "    out = np.zeros((n, length + 2 * padding, c), dtype=g.dtype)\n"
+              "    for j in range(k):\n"
+              "        start = j * dilation\n"
+              "        out[:, start:start + stride * (l_out - 1) + 1:stride, :] += g[:, :, j, :]\n"
+              "    return out[:, padding:padding + length, :]\n")
+    check = Check({"a": ((2, 4, 3, 2), (-1, 1))},
+                  "sum(tanh(apply(P.unwindows, a, 8, 3, 2, 1, 1)))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        g = arg_shapes[0]
+        length, k, stride, padding, dilation = (int(v) for v in node.args[1:6])
+        if len(g) != 4 or windows.out_length(length, k, stride, padding, dilation) != g[1]:
+            raise ShapeMismatch(f"unwindows: {fmt(g)} are not the windows of a length of {length}")
+        return (g[0], length, g[3])
+
+    def vjp(self, g, shape):
+        return (windows(g, *self.args[2:6]),)
+
+    @staticmethod
+    def eager(g, length, k, stride, padding, dilation):
+        out = np.zeros((g.shape[0], length + 2 * padding, g.shape[3]))
+        for i in range(g.shape[1]):
+            for j in range(k):
+                out[:, i * stride + j * dilation] += g[:, i, j]
+        return out[:, padding:padding + length]
+
+    def _numpycode(self, p):
+        p.helpers.add(type(self))
+        args = ", ".join(str(int(v)) for v in self.args[1:6])
+        return f"_unwindows({p._print(self.args[0])}, {args})"
+
+
+@register
+class keep_mask(Op):
+    """Dropout's mask for `x`: 0 with probability p, else 1/(1-p), drawn from stream k of the
+    integer `seed` input so a step is reproducible. No gradient flows into the mask."""
+    temp, view = "keep", False
+    math = ("dropout_mask({1})", r"\operatorname{{mask}}\left({1}\right)")
+    n_tensor = 2
+    lazy = True
+    check = Check({"a": ((3, 4), (-1, 1))}, "sum(tanh(dropout(a, 0.5)) * a) + sum(dropout(a * a, 0.2))")
+    helper = ("def _keep_mask(seed, stream, shape, p):\n"
+              "    \"\"\"Dropout mask: 0 with probability p, else 1/(1 - p); reproducible per (seed, stream).\"\"\"\n"
+              "    keep = np.random.default_rng([int(seed), stream]).random(shape) >= p\n"
+              "    return keep.astype(DTYPE) / (1 - p)\n")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        return arg_shapes[1]
+
+    def vjp(self, g, shape):
+        return None, None
+
+    @staticmethod
+    def eager(seed, x, p, stream):
+        """The mask is defined by this draw: the generated module makes the same one."""
+        rng = np.random.default_rng([int(seed), int(stream)])
+        return (rng.random(np.shape(x)) >= p) / (1 - p)
+
+    def _numpycode(self, p):
+        p.helpers.add(type(self))
+        seed, x = (p._print(a) for a in self.args[:2])
+        return f"_keep_mask({seed}, {int(self.args[3])}, {arg(p, self.args[1])}.shape, {p._print(self.args[2])})"
+
+
