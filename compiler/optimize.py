@@ -86,7 +86,7 @@ def count_ops(expr: sp.Basic) -> int:
     return sum(1 for _ in sp.preorder_traversal(expr) if not _.is_Atom)
 
 
-def _fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, dict]:
+def fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, dict]:
     """Fold trivial and single-use adjoints into their consumers; keep the readable ones named."""
     adjoints = list(backward.adjoints)
     defs = {a.symbol: a for a in adjoints}
@@ -131,7 +131,7 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
     adjoint_stmts, grads = [], {}
     if backward is not None:
         grad_symbols = {s for s in backward.grads.values() if s.is_Symbol}
-        adjoint_stmts, _ = _fold_adjoints(backward, graph, grad_symbols)
+        adjoint_stmts, _ = fold_adjoints(backward, graph, grad_symbols)
         grads = dict(backward.grads)
 
     outputs_in = {k: e for k, (e, _) in graph.outputs.items()} if outputs is None else outputs
