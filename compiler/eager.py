@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dsl import Eager, Recorder, Tensor
+from .dsl import Tensor
+from .dsl.recording import Eager, Recorder
 from .trace import run_model
 
 

@@ -10,7 +10,8 @@ import sys
 import traceback
 
 from . import hints
-from .dsl import Recorder, Tensor, _ACTIVE
+from .dsl import Tensor
+from .dsl.recording import Recorder, recording
 from .errors import ModelError
 from .graph import Graph
 from .shapes import fmt
@@ -31,18 +32,16 @@ def run_model(code, path: str, rec: Recorder) -> dict:
     """Execute a compiled model file with `rec` active (tracing, or the eager oracle) and return its
     namespace; the user's own Python errors are reported at their line, not ours."""
     namespace = {"__name__": "__symgrad_model__", "__file__": path}
-    token = _ACTIVE.set(rec)
-    try:
-        exec(code, namespace)
-    except ModelError:
-        raise
-    except Exception as e:  # the user's own Python failed: point at their line, not ours
-        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__))
-                     if fr.filename == path), 0)
-        guess = suggestion(e)
-        raise ModelError(describe(e, guess), where=f"{path}:{line}", fix=fix_for(e, guess)) from None
-    finally:
-        _ACTIVE.reset(token)
+    with recording(rec):
+        try:
+            exec(code, namespace)
+        except ModelError:
+            raise
+        except Exception as e:  # the user's own Python failed: point at their line, not ours
+            line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__))
+                         if fr.filename == path), 0)
+            guess = suggestion(e)
+            raise ModelError(describe(e, guess), where=f"{path}:{line}", fix=fix_for(e, guess)) from None
     return namespace
 
 

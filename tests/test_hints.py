@@ -1,7 +1,7 @@
 """Every fix hint names only things that exist: compiler.dsl functions and CLI flags the parser accepts.
 
 Hints are collected two ways:
-  * statically, from the source of compiler/*.py, runtime/*.py, the generated module (which is what
+  * statically, from the source of compiler/**/*.py, runtime/*.py, the generated module (which is what
     compiler/templates/module.py.j2 turns into) and the raw template text: `fix=` arguments and
     messages (the arguments of `SomethingError(...)`, `error(...)`, `log(...)`, `print(...)`), and
     in them backticked names and commands, `NAME(...)` calls, "use a/b/c" lists and `--flags`;
@@ -122,7 +122,7 @@ def _generated_source(tmp_path_factory) -> str:
 
 def static_hints(generated: str) -> list[tuple[str, str, str]]:
     found = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "compiler", "*.py"))
+    for path in sorted(glob.glob(os.path.join(ROOT, "compiler", "**", "*.py"), recursive=True)
                        + glob.glob(os.path.join(ROOT, "runtime", "*.py"))):
         with open(path, encoding="utf-8") as f:
             found += hints_in_python(f.read(), os.path.relpath(path, ROOT))

@@ -1,0 +1,195 @@
+"""Layers: linear, mlp, conv1d, pooling, flatten, dropout, batch_norm and layer_norm. Each declares
+its parameters (named after the layer) and records the names and init hints the compiler uses."""
+from __future__ import annotations
+
+import sympy as sp
+
+from .. import ops as P
+from ..shapes import fmt, size
+from .declarations import Param, State, declare, leaf_tensor
+from .functions import amax, mean, reshape, sqrt
+from .recording import Recorder, error, recorder
+from .tensor import PUBLIC_FUNCTIONS, Tensor, apply, constant, lift, record
+
+relu = PUBLIC_FUNCTIONS["relu"]  # mlp's default activation
+
+
+def linear(x: Tensor, n_out: int, name: str | None = None, bias: bool = True, init: str = "auto") -> Tensor:
+    """x @ W + b with W: (n_in, n_out) and b: (n_out,), named `name.W` and `name.b`.
+
+    The weight init follows the activation applied to the result: He-normal for the ReLU family,
+    Xavier/Glorot for tanh, sigmoid and identity. Biases start at zero.
+    """
+    rec = recorder()
+    x = lift(x, "linear")
+    if x.ndim not in (1, 2) or not isinstance(x.shape[-1], int):
+        raise error(f"linear takes (N, features) or (features,), got {fmt(x.shape)}", op="linear",
+                    fix="flatten or reshape the input so its last dimension is the feature size")
+    if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
+        raise error(f"n_out must be a positive int, got {n_out!r}", op="linear")
+    if name is None:
+        rec.layer_count += 1
+        name = f"linear{rec.layer_count}"
+    W = Param(f"{name}.W", (x.shape[-1], n_out), init=init)
+    out = x @ W
+    if bias:
+        out = out + Param(f"{name}.b", (n_out,), init="zeros")
+    _name_layer(rec, out, name, init)
+    return out
+
+
+def _name_layer(rec: Recorder, out: Tensor, name: str, init: str) -> None:
+    """Remember a layer's pre-activation: its name in the generated code, and (init 'auto') the
+    weight whose init the following activation decides."""
+    if rec.eager is not None:
+        return
+    if init == "auto":
+        rec.pending_init[out.expr] = (f"{name}.W", name)
+    rec.hints.setdefault(out.expr, f"{name}_pre")
+
+
+def mlp(x: Tensor, sizes, activation=None, name: str = "layer") -> Tensor:
+    """A stack of linear layers with `activation` (default relu) between them, none after the last."""
+    act = activation or relu
+    for i, n in enumerate(sizes):
+        x = linear(x, n, name=f"{name}{i + 1}")
+        if i < len(sizes) - 1:
+            x = act(x)
+    return x
+
+
+def conv1d(x: Tensor, channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+           dilation: int = 1, name: str | None = None, bias: bool = True, init: str = "auto") -> Tensor:
+    """1-D convolution of x: (batch, length, in_channels) -> (batch, out_length, channels).
+
+    Weights `name.W`: (kernel_size, in_channels, channels), He/Xavier by fan-in = kernel_size ·
+    in_channels (set by the activation that follows); bias `name.b`: (channels,), zero. Computed as
+    im2col (a strided window view) followed by one matrix product.
+    """
+    rec = recorder()
+    x = lift(x, "conv1d")
+    if x.ndim != 3 or not isinstance(x.shape[2], int):
+        raise error(f"conv1d takes (batch, length, channels), got {fmt(x.shape)}", op="conv1d",
+                    fix='reshape a (B, L) signal with reshape(x, ("B", L, 1)); channels come last')
+    for label, v, low in (("channels", channels, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                          ("padding", padding, 0), ("dilation", dilation, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise error(f"{label} must be an int >= {low}, got {v!r}", op="conv1d")
+    if name is None:
+        rec.layer_count += 1
+        name = f"conv{rec.layer_count}"
+    c_in = x.shape[2]
+    W = Param(f"{name}.W", (kernel_size, c_in, channels), init=init)
+    taps = apply(P.windows, x, kernel_size, stride, padding, dilation, op="conv1d")
+    patches = reshape(taps, (x.shape[0], taps.shape[1], kernel_size * c_in))
+    out = patches @ reshape(W, (kernel_size * c_in, channels))
+    if bias:
+        out = out + Param(f"{name}.b", (channels,), init="zeros")
+    _name_layer(rec, out, name, init)
+    return out
+
+
+def _pool(x, kernel_size, stride, padding, op):
+    x = lift(x, op)
+    if x.ndim != 3:
+        raise error(f"{op} takes (batch, length, channels), got {fmt(x.shape)}", op=op,
+                    fix='channels come last: reshape(x, ("B", L, 1)) for a single-channel signal')
+    return apply(P.windows, x, kernel_size, stride or kernel_size, padding, 1, op=op)
+
+
+def max_pool1d(x, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
+    """Max over windows of `kernel_size` along the length (stride defaults to the window)."""
+    return amax(_pool(x, kernel_size, stride, padding, "max_pool1d"), axis=2)
+
+
+def avg_pool1d(x, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
+    """Mean over windows of `kernel_size` along the length (stride defaults to the window)."""
+    return mean(_pool(x, kernel_size, stride, padding, "avg_pool1d"), axis=2)
+
+
+def flatten(x) -> Tensor:
+    """(batch, ...) -> (batch, features)."""
+    x = lift(x, "flatten")
+    features = 1
+    for d in x.shape[1:]:
+        if not isinstance(d, int):
+            raise error(f"flatten needs fixed sizes after the batch axis, got {fmt(x.shape)}", op="flatten")
+        features *= d
+    return reshape(x, (x.shape[0], features))
+
+
+def dropout(x, p: float = 0.5) -> Tensor:
+    """Training: zero each element with probability p and scale the rest by 1/(1-p), with a mask
+    drawn from the integer input `seed` (the runtime passes one per step); inference: identity."""
+    rec = recorder()
+    x = lift(x, "dropout")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise error(f"p must be in [0, 1), got {p!r}", op="dropout")
+    if p == 0:
+        return x
+    rec.dropouts += 1
+    if rec.eager is not None:
+        if not rec.eager.training:
+            return x
+        seed = rec.leaves.get("seed") or leaf_tensor(declare("seed", (), "seed"), "int").leaf
+        mask = P.keep_mask.eager(rec.eager.arrays[seed.name], x.expr, p, rec.dropouts)
+        return record(x.expr * mask, x.shape)
+    seed = rec.leaves.get("seed") or declare("seed", (), "seed")
+    mask = P.keep_mask(seed.symbol, x.expr, sp.Float(p), sp.Integer(rec.dropouts))
+    rec.shapes(mask)
+    out = record(x.expr * mask, x.shape)
+    rec.eval_subs[out.expr] = x.expr
+    rec.hints.setdefault(out.expr, f"dropped{rec.dropouts}")  # a named node survives SymPy's flattening
+    return out
+
+
+def batch_norm(x, name: str, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (the last axis) over the batch (and length) axes, then scale
+    `name.gamma` and shift `name.beta`. Training uses the batch's statistics and returns updated
+    running statistics (`name.running_mean`, `name.running_var`, state); inference uses those."""
+    rec = recorder()
+    x = lift(x, "batch_norm")
+    if x.ndim < 2:
+        raise error(f"batch_norm takes (batch, ..., channels), got {fmt(x.shape)}", op="batch_norm")
+    c = x.shape[-1]
+    axes = tuple(range(x.ndim - 1))
+    gamma = Param(f"{name}.gamma", (c,), init="ones")
+    beta = Param(f"{name}.beta", (c,), init="zeros")
+    running_mean = State(f"{name}.running_mean", (c,), init="zeros")
+    running_var = State(f"{name}.running_var", (c,), init="ones")
+    mu = mean(x, axes, keepdims=True)
+    centred = x - mu
+    var = mean(centred * centred, axes, keepdims=True)
+    if rec.eager is not None and not rec.eager.training:
+        return (x - running_mean) / sqrt(running_var + eps) * gamma + beta
+    out = centred / sqrt(var + eps) * gamma + beta
+    n = size(tuple(x.shape[a] for a in axes))
+    new_mean = (1 - momentum) * running_mean + momentum * reshape(mu, (c,))
+    new_var = (1 - momentum) * running_var + momentum * reshape(var, (c,)) * constant(n / (n - 1))
+    if rec.eager is not None:
+        rec.eager.state.update({running_mean.leaf.name: new_mean.expr, running_var.leaf.name: new_var.expr})
+        return out
+    inference = (x - running_mean) / sqrt(running_var + eps) * gamma + beta
+    rec.eval_subs[out.expr] = inference.expr
+    rec.hints.setdefault(inference.expr, name)
+    rec.state_updates[running_mean.leaf.name] = new_mean.expr
+    rec.state_updates[running_var.leaf.name] = new_var.expr
+    rec.hints.setdefault(out.expr, name)
+    return out
+
+
+def layer_norm(x, name: str, eps: float = 1e-5) -> Tensor:
+    """Normalise each sample over its last axis, then scale `name.gamma` (ones) and shift
+    `name.beta` (zeros)."""
+    x = lift(x, "layer_norm")
+    c = x.shape[-1]
+    gamma = Param(f"{name}.gamma", (c,), init="ones")
+    beta = Param(f"{name}.beta", (c,), init="zeros")
+    mu = mean(x, -1, keepdims=True)
+    centred = x - mu
+    var = mean(centred * centred, -1, keepdims=True)
+    out = centred / sqrt(var + eps) * gamma + beta
+    if recorder().eager is None:
+        recorder().hints.setdefault(out.expr, name)
+    return out
+
