@@ -38,6 +38,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     """Run every stage on one model file; the chain of stages reads top to bottom."""
     from .ad import backward
     from .canonical import canonicalize
+    from .dag import substitute_until_fixed
     from .emit import render_module
     from .optimize import build_program, slice_program
     from .schedule import schedule
@@ -57,7 +58,10 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
 
     t = time.perf_counter()
     fused = build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False)
-    inference = {k: _inference_form(e, graph.eval_subs, graph.shapes) for k, (e, _) in graph.outputs.items()}
+    # dropout off, batch norm on running statistics (an inference form may itself contain the
+    # train form of an earlier layer: substitute until nothing changes)
+    inference = {k: substitute_until_fixed(e, graph.eval_subs, graph.shapes)
+                 for k, (e, _) in graph.outputs.items()}
     programs = {
         "forward": build_program("forward", graph, None, want_loss=False, want_outputs=True,
                                  outputs=inference),
@@ -75,18 +79,6 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     text = render_module(graph, schedules, dtype, __version__, shown)
     timings["emit"] = time.perf_counter() - t
     return Compiled(text, graph, grads, schedules, timings, dtype, shown)
-
-
-def _inference_form(expr, subs: dict, shapes):
-    """Dropout off, batch norm on running statistics: replace train-mode nodes until none is left
-    (an inference form may itself contain the train form of an earlier layer)."""
-    from .optimize import substitute
-    while subs:
-        new = substitute(expr, subs, {}, shapes)
-        if new == expr:
-            break
-        expr = new
-    return expr
 
 
 def fingerprint() -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import CompileError
-from .graph import Graph, postorder
+from .dag import postorder
+from .graph import Graph
 from .ops import (broadcast_to, conform, is_singular, reduce_sum, rule_for, select, unbroadcast,
                          unless_zero)
 from .shapes import ShapeMismatch, broadcast, dim_expr, fmt

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .graph import Graph, postorder
-from .optimize import forward_nodes
+from .dag import forward_nodes, rewrite
+from .graph import Graph
 from .errors import CompileError
 from .ops import (conform, is_singular, maximum, reduce_max, reduce_sum, rule_for, select,
                          sigmoid, softplus, squeeze, stop_gradient)
@@ -35,17 +35,17 @@ def canonicalize(graph: Graph) -> Graph:
 def rebuild(graph: Graph, rule) -> None:
     """Rebuild the DAG bottom-up, applying `rule(node, graph)` to each node with rebuilt operands.
     Lines and names follow the nodes they belonged to."""
-    new: dict = {}
-    for node in forward_nodes(_roots(graph)):
-        args = tuple(new.get(a, a) for a in node.args)
-        fresh = node if args == node.args else node.func(*args)
+    def after(node, fresh):
         fresh = rule(fresh, graph, graph.lines.get(node, 0)) or fresh
-        new[node] = _keep_shape(fresh, node, graph)
         if fresh is not node:
             if node in graph.lines:
                 graph.lines.setdefault(fresh, graph.lines[node])
             if node in graph.hints and fresh not in graph.hints:
                 graph.hints[fresh] = graph.hints[node]
+        return _keep_shape(fresh, node, graph)
+    new: dict = {}
+    for root in _roots(graph):
+        rewrite(root, new, after=after)
     _remap(graph, new)
 
 
@@ -147,14 +147,17 @@ def _guard_branch(expr, cond, graph: Graph, guard):
     """Guard singular ops reachable from `expr` through elementwise ops only, where the condition
     lines up with the operand position by position (it broadcasts into the operand's shape)."""
     shapes, c_shape = graph.shapes, graph.shapes(cond)
-    new: dict = {}
-    for node in _elementwise_region(expr):
-        args = tuple(new.get(x, x) for x in node.args)
-        u = node.args[0] if is_singular(node) else None
-        if u is not None and _fits(c_shape, shapes(u)):
+
+    def outside(node):
+        """Structural ops (matmul, reductions) end the region: positions no longer line up."""
+        rule = rule_for(node)
+        return node if rule is None or not rule.elementwise else None
+
+    def build(node, args):
+        if is_singular(node) and _fits(c_shape, shapes(node.args[0])):
             args = (guard(args[0]),) + args[1:]
-        new[node] = node if args == node.args else node.func(*args)
-    return new.get(expr, expr)
+        return node if args == node.args else node.func(*args)
+    return rewrite(expr, {}, before=outside, build=build)
 
 
 def _fits(c_shape, u_shape) -> bool:
@@ -164,29 +167,20 @@ def _fits(c_shape, u_shape) -> bool:
         return False
 
 
-def _elementwise_region(root) -> list:
-    """Nodes under `root` reached through elementwise ops, operands first; structural ops (matmul,
-    reductions) end the region, since positions no longer line up with the condition's."""
-    def operands(node):
-        rule = rule_for(node)
-        return rule.tensor_args(node) if rule is not None and rule.elementwise else None
-    return postorder([root], operands)
-
-
 def expose_named_values(graph: Graph) -> Graph:
-    order = forward_nodes(_roots(graph))
-    named = [n for n in order if isinstance(n, (sp.Add, sp.Mul)) and n in graph.hints]
+    named = [n for n in forward_nodes(_roots(graph)) if isinstance(n, (sp.Add, sp.Mul)) and n in graph.hints]
     new: dict = {}
-    for node in order:
-        args = tuple(new.get(a, a) for a in node.args)
+
+    def build(node, args):
         if isinstance(node, (sp.Add, sp.Mul)):
-            args = _regroup(node, args, named, new)
+            args = _regroup(node, args, named, lambda h: rewrite(h, new, build=build))
         if args == node.args:
-            new[node] = node
-        elif isinstance(node, (sp.Add, sp.Mul, sp.Pow)):
-            new[node] = _keep_shape(node.func(*args, evaluate=False), node, graph)
-        else:
-            new[node] = _keep_shape(node.func(*args), node, graph)
+            return node
+        if isinstance(node, (sp.Add, sp.Mul, sp.Pow)):  # unevaluated: SymPy must not flatten again
+            return _keep_shape(node.func(*args, evaluate=False), node, graph)
+        return _keep_shape(node.func(*args), node, graph)
+    for root in _roots(graph):
+        rewrite(root, new, build=build)
     for old, fresh in new.items():
         if fresh is not old:
             if old in graph.lines:
@@ -197,8 +191,9 @@ def expose_named_values(graph: Graph) -> Graph:
     return graph
 
 
-def _regroup(node, args, named, new):
-    """Replace the operands of a named sum/product found inside `node` by that named node."""
+def _regroup(node, args, named, rewritten):
+    """Replace the operands of a named sum/product found inside `node` by that named node
+    (`rewritten(h)`: the named node with its own operands rewritten)."""
     rest = list(node.args)
     grouped = []
     for h in sorted((h for h in named if type(h) is type(node) and h is not node),
@@ -206,7 +201,7 @@ def _regroup(node, args, named, new):
         if len(h.args) < len(rest) + (1 if grouped else 0) and all(a in rest for a in h.args):
             for a in h.args:
                 rest.remove(a)
-            grouped.append(new.get(h, h))
+            grouped.append(rewritten(h))
     if not grouped:
         return args
-    return tuple(grouped) + tuple(new.get(a, a) for a in rest)
+    return tuple(grouped) + tuple(args[node.args.index(a)] for a in rest)

@@ -78,7 +78,7 @@ def _node_math(node, named: dict, limit: int = 72) -> str:
     if node is None or node not in named:
         return ""
     from .explain import MathPrinter
-    from .optimize import substitute
+    from .dag import substitute
     memo: dict = {}
     body = node.func(*[substitute(a, named, memo) for a in node.args])
     text = f"{named[node].name} = {MathPrinter({}).doprint(body)}"

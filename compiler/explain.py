@@ -12,7 +12,7 @@ from sympy.printing.str import StrPrinter
 
 from . import ops as P
 from .errors import ModelError
-from .optimize import substitute
+from .dag import rewrite, substitute
 
 
 class softmax(sp.Function):
@@ -73,14 +73,7 @@ def _recognize_softmax(expr):
                      if not (isinstance(-t, P.reduce_max) or isinstance(t, P.reduce_max))])
         rest = [f for f in node.args if f is not e and f is not sums[0]]
         return sp.Mul(softmax(z), *rest)
-    new = {}
-    for node in sp.postorder_traversal(expr):
-        if node.is_Atom:
-            continue
-        args = tuple(new.get(a, a) for a in node.args)
-        rebuilt = node.func(*args) if args != node.args else node
-        new[node] = rule(rebuilt) or rebuilt
-    return new.get(expr, expr)
+    return rewrite(expr, {}, after=lambda old, fresh: rule(fresh))
 
 
 def explain(compiled, param: str, latex: bool = False) -> str:

@@ -10,36 +10,6 @@ from .ops import rule_for
 from .shapes import Shape
 
 
-def tensor_operands(node: sp.Basic) -> tuple:
-    rule = rule_for(node)
-    return rule.tensor_args(node) if rule else node.args
-
-
-def postorder(roots, operands=tensor_operands, atoms: bool = False) -> list:
-    """Distinct nodes under `roots`, operands before users: iterative (deep graphs must not hit the
-    recursion limit) and deterministic (operand order, never set order). `operands(node)` returning
-    None leaves a node out and stops there; atoms are included only when asked."""
-    order, seen, stack = [], set(), [(r, False) for r in reversed(list(roots))]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        if node.is_Atom:
-            if atoms:
-                order.append(node)
-            continue
-        children = operands(node)
-        if children is None:
-            continue
-        stack.append((node, True))
-        stack.extend((a, False) for a in reversed(children) if a not in seen)
-    return order
-
-
 @dataclass(frozen=True)
 class Leaf:
     """A named input, label array or parameter of the model."""

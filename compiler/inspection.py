@@ -11,6 +11,7 @@ import sympy as sp
 
 from . import naming
 from .emit import _ENV, emit_function
+from .dag import forward_nodes, tensor_operands, toposort
 from .errors import ModelError
 from .optimize import Program, closure, count_ops
 from .ops import rule_for
@@ -24,7 +25,6 @@ def _short_dtype(dtype: str) -> str:
 
 def ir_lines(graph, dtype: str = "float64") -> list[str]:
     """The traced forward DAG, one equation per line: `h: f64[B,128] = relu hidden_pre  # m.py:7`."""
-    from .optimize import forward_nodes
     roots = [graph.loss] + [e for e, _ in graph.outputs.values()]
     names: dict = {leaf.symbol: leaf.name for leaf in graph.leaves.values()}
     namer = naming.Namer(reserved=names.values())
@@ -50,26 +50,7 @@ def ir_lines(graph, dtype: str = "float64") -> list[str]:
 
 def _by_line(order: list, graph) -> list:
     """A topological order that follows the model file's lines where the dependencies allow."""
-    import heapq
-    index = {n: i for i, n in enumerate(order)}
-    deps = {n: {a for a in (rule_for(n).tensor_args(n) if rule_for(n) else n.args) if a in index}
-            for n in order}
-    users: dict = {n: [] for n in order}
-    for n, ds in deps.items():
-        for d in ds:
-            users[d].append(n)
-    waiting = {n: len(ds) for n, ds in deps.items()}
-    ready = [(graph.lines.get(n, 0) or 10**9, index[n], n) for n in order if not deps[n]]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        *_, n = heapq.heappop(ready)
-        out.append(n)
-        for u in users[n]:
-            waiting[u] -= 1
-            if not waiting[u]:
-                heapq.heappush(ready, (graph.lines.get(u, 0) or 10**9, index[u], u))
-    return out
+    return toposort(order, deps=tensor_operands, key=lambda n: graph.lines.get(n, 0) or 10**9)
 
 
 def _where(graph, line: int) -> str:
@@ -118,7 +99,6 @@ def _size(shape: Shape, sizes: dict) -> int:
 def flops(expr: sp.Basic, shapes, sizes: dict) -> int:
     """Floating-point operations of one statement, as each op's rule counts them (2nmk for a
     matrix product, one per element reduced, none for a view, one per output element otherwise)."""
-    from .optimize import forward_nodes
     return sum(rule_for(node).cost(node, shapes, lambda shape: _size(shape, sizes))
                for node in forward_nodes([expr]))
 

@@ -13,8 +13,9 @@ import sympy as sp
 
 from .ad import Backward
 from .errors import CompileError
-from .graph import Graph, postorder
-from .ops import conform, ones, reduce_sum, rule_for, stop_gradient
+from .dag import forward_nodes, substitute
+from .graph import Graph
+from .ops import conform, ones, reduce_sum, stop_gradient
 from .shapes import ShapeMismatch, broadcast, fmt
 
 INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer
@@ -46,42 +47,6 @@ class Program:
         return out + list(self.outputs.values()) + list(self.grads.values()) + list(self.state.values())
 
 
-def substitute(expr: sp.Basic, mapping: dict, memo: dict, shapes=None) -> sp.Basic:
-    """Replace sub-expressions by `mapping`, visiting each distinct node once (DAG-safe, iterative).
-
-    Rebuilding a node re-runs SymPy's scalar algebra on it (`g*x - g*x` becomes 0); with `shapes`,
-    every rebuilt node keeps the shape of the node it replaces (see `conform`)."""
-    stack = [expr]
-    while stack:
-        node = stack[-1]
-        if node in memo:
-            stack.pop()
-            continue
-        if node in mapping:
-            value = mapping[node]
-            memo[node] = value if shapes is None or isinstance(value, sp.Tuple) else \
-                conform(value, shapes(node), shapes)
-            stack.pop()
-            continue
-        if node.is_Atom or not node.args:
-            memo[node] = node
-            stack.pop()
-            continue
-        pending = [a for a in node.args if a not in memo]
-        if pending:
-            stack.extend(pending)
-            continue
-        args = tuple(memo[a] for a in node.args)
-        if args == node.args:
-            memo[node] = node
-        else:
-            fresh = node.func(*args)
-            memo[node] = fresh if shapes is None or isinstance(node, sp.Tuple) else \
-                conform(fresh, shapes(node), shapes)
-        stack.pop()
-    return memo[expr]
-
-
 def count_ops(expr: sp.Basic) -> int:
     return sum(1 for _ in sp.preorder_traversal(expr) if not _.is_Atom)
 
@@ -111,11 +76,6 @@ def fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, di
             continue
         kept.append((a, expr))
     return kept, folded
-
-
-def forward_nodes(roots: list) -> list:
-    """Distinct non-leaf nodes under `roots`, operands before users."""
-    return postorder(roots)
 
 
 def _without_stop_gradient(expr: sp.Basic, memo: dict, shapes=None) -> sp.Basic:

@@ -1,12 +1,12 @@
 """Schedule: a deterministic statement order, and liveness so dead batch-sized arrays are released."""
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
 import sympy as sp
 
+from .dag import toposort
 from .optimize import Program, Statement
 
 
@@ -26,23 +26,8 @@ def schedule(program: Program, shapes, keep_alive=()) -> Schedule:
     """Topological order (Kahn), ties broken by each statement's priority, then its position."""
     stmts = program.statements
     by_target = {s.target: i for i, s in enumerate(stmts)}
-    deps = [{by_target[x] for x in s.expr.free_symbols if x in by_target} for s in stmts]
-    users: list[list[int]] = [[] for _ in stmts]
-    for i, ds in enumerate(deps):
-        for d in ds:
-            users[d].append(i)
-    waiting = [len(ds) for ds in deps]
-    ready = [(s.priority, i) for i, s in enumerate(stmts) if not deps[i]]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, i = heapq.heappop(ready)
-        order.append(i)
-        for u in users[i]:
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, (stmts[u].priority, u))
-    assert len(order) == len(stmts), "cycle in the statement graph"
+    order = toposort(range(len(stmts)), key=lambda i: stmts[i].priority,
+                     deps=lambda i: {by_target[x] for x in stmts[i].expr.free_symbols if x in by_target})
 
     returned = set()
     for e in program.results():

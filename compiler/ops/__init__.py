@@ -17,8 +17,8 @@ from .rule import (REGISTRY, Check, Elementwise, IncompleteRule, Op, Rule, axes_
 from .elementwise import (absolute, elu, equal, leaky_relu, maximum, minimum, nonzero, positive,
                           relu, select, sigmoid, softplus, stop_gradient, unless_zero)
 from .linalg import contract_leading, matmul, ones, outer, transpose
-from .reductions import expand_dims, reduce_max, reduce_sum  # imports structure.py on the way
-from .structure import broadcast_to, full_shape, one_hot, pick, reshape, squeeze
+from .reductions import reduce_max, reduce_sum  # imports structure.py on the way (a cycle of VJPs)
+from .structure import broadcast_to, expand_dims, full_shape, one_hot, pick, reshape, squeeze
 from .layers import keep_mask, unwindows, windows
 from .broadcasting import ShapeChanged, conform, unbroadcast
 
@@ -31,4 +31,12 @@ def is_singular(node) -> bool:
     return rule is not None and rule.singular(node)
 
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "REGISTRY", "PUBLIC", "Check", "Elementwise", "IncompleteRule", "Op", "Rule", "ShapeChanged",
+    "axes_arg", "conform", "full_shape", "is_singular", "missing", "register", "rule_for", "unbroadcast",
+    # heads
+    "absolute", "broadcast_to", "contract_leading", "elu", "equal", "expand_dims", "keep_mask",
+    "leaky_relu", "matmul", "maximum", "minimum", "nonzero", "one_hot", "ones", "outer", "pick",
+    "positive", "reduce_max", "reduce_sum", "relu", "reshape", "select", "sigmoid", "softplus",
+    "squeeze", "stop_gradient", "transpose", "unless_zero", "unwindows", "windows",
+]

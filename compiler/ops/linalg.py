@@ -3,7 +3,6 @@ and the transpose."""
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 from ..shapes import ShapeMismatch, expr_dim, fmt
