@@ -1,11 +1,11 @@
 """The op registry: every op head and its `Rule` (see rule.py), one file per op family.
 
     elementwise.py  Add, Mul, Pow, exp, log, tanh (SymPy's own) and the activations, masks, routers
-    reductions.py   sums and maxima over axes
     linalg.py       matrix products, their adjoints, the transpose
-    structure.py    axes inserted, dropped, broadcast, reshaped; gather/scatter by label
+    reductions.py   sums and maxima over axes and their adjoints: size-1 axes inserted and dropped,
+                    broadcasts; conform (shapes kept through SymPy's algebra) and unbroadcast
+    structure.py    reshape; gather by label and its one-hot adjoint
     layers.py       convolution windows and dropout masks
-    broadcasting.py conform (shapes restored after SymPy's algebra) and unbroadcast (in reverse mode)
 
 `REGISTRY` maps each head to its Rule; a head missing from it is an unsupported op. `PUBLIC` maps
 the model-file language's names to rules: adding an activation to elementwise.py is all it takes.
@@ -17,10 +17,10 @@ from .rule import (REGISTRY, Check, Elementwise, IncompleteRule, Op, Rule, axes_
 from .elementwise import (absolute, elu, equal, leaky_relu, maximum, minimum, nonzero, positive,
                           relu, select, sigmoid, softplus, stop_gradient, unless_zero)
 from .linalg import contract_leading, matmul, ones, outer, transpose
-from .reductions import reduce_max, reduce_sum  # imports structure.py on the way (a cycle of VJPs)
-from .structure import broadcast_to, expand_dims, full_shape, one_hot, pick, reshape, squeeze
+from .reductions import (ShapeChanged, broadcast_to, conform, expand_dims, full_shape, reduce_max,
+                         reduce_sum, squeeze, unbroadcast)
+from .structure import one_hot, pick, reshape
 from .layers import keep_mask, unwindows, windows
-from .broadcasting import ShapeChanged, conform, unbroadcast
 
 PUBLIC: dict[str, Rule] = {r.public: r for r in REGISTRY.values() if r.public}
 

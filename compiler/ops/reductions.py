@@ -1,15 +1,23 @@
-"""Reductions: sums and maxima over static axes. Their VJPs broadcast the cotangent back (lazily
-where they can) and a max routes it to the maxima."""
+"""Reductions and broadcasting, the two adjoint halves of each other: sums and maxima over
+static axes, size-1 axes inserted and dropped, broadcasts materialised; `conform` (the one place a
+shape is restored after SymPy's scalar algebra) and `unbroadcast` (the one place reverse mode sums
+a cotangent back to its operand's shape). They live in one file because their VJPs refer to each
+other: the VJP of a sum is a broadcast and the VJP of a broadcast is a sum.
+"""
 from __future__ import annotations
 
 import numpy as np
 import sympy as sp
 
-from ..shapes import dim_expr, reduce_shape
+from ..shapes import ShapeMismatch, broadcast, dim_expr, expr_dim, fmt, reduce_shape
 from .elementwise import equal
 from .linalg import matmul, ones
 from .rule import Check, Op, arg, axes_arg, axes_of, axis_kw, register
-from .structure import expand_dims  # noqa: E402 (structure reads this module lazily)
+
+
+def full_shape(node, shape) -> sp.Tuple:
+    """The static Tuple of `node`'s dims (the argument of broadcast_to and reshape)."""
+    return sp.Tuple(*[dim_expr(d) for d in shape(node)])
 
 
 def input_elements(node, shapes, count) -> int:
@@ -101,3 +109,153 @@ class reduce_max(Op):
     flops = staticmethod(input_elements)
 
 
+@register
+class expand_dims(Op):
+    """Insert size-1 axes at `axes` (positions in the result)."""
+    temp, view, math = "col", True, ("{0}", "{0}")  # shown as the value itself
+    check = Check({"a": ((3,), (-1, 1)), "b": ((3, 2), (-1, 1))},
+                  "sum(tanh(expand_dims(a, 1) * b))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        out = list(arg_shapes[0])
+        for a in axes_of(node):
+            out.insert(a, 1)
+        return tuple(out)
+
+    lazy = True
+
+    def vjp(self, g, shape):
+        if len(shape(g)) == len(shape(self)):  # lazily broadcast or not: summing size-1 axes is exact
+            return (reduce_sum(g, self.args[1], sp.Integer(0)),)
+        if shape(g) == ():
+            return (g,)
+        return (squeeze(broadcast_to(g, full_shape(self, shape)), self.args[1]),)
+
+    @staticmethod
+    def eager(x, axes):
+        return np.expand_dims(x, tuple(axes))
+
+    def _numpycode(self, p):
+        rank = p.rank(self)
+        index = ", ".join("None" if i in axes_of(self) else ":" for i in range(rank))
+        return f"{arg(p, self.args[0])}[{index}]"
+
+
+@register
+class squeeze(Op):
+    """Drop size-1 axes at `axes` (the VJP of expand_dims)."""
+    temp, view, math = "flat", True, ("{0}", "{0}")
+    check = Check({"a": ((3, 1), (-1, 1))}, "sum(tanh(apply(P.squeeze, a, (1,))))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        shape, axes = arg_shapes[0], axes_of(node)
+        if any(shape[a] != 1 for a in axes):
+            raise ShapeMismatch(f"squeeze: axes {axes} of {fmt(shape)} are not all of size 1")
+        return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+    lazy = True
+
+    def vjp(self, g, shape):
+        if shape(g) == ():  # a scalar cotangent broadcasts to the operand as it is
+            return (g,)
+        if shape(g) != shape(self):
+            g = broadcast_to(g, full_shape(self, shape))
+        return (expand_dims(g, self.args[1]),)
+
+    @staticmethod
+    def eager(x, axes):
+        return np.squeeze(x, tuple(axes))
+
+    def _numpycode(self, p):
+        rank = p.rank(self.args[0])
+        index = ", ".join("0" if i in axes_of(self) else ":" for i in range(rank))
+        return f"{arg(p, self.args[0])}[{index}]"
+
+
+@register
+class broadcast_to(Op):
+    """Materialise a lazily broadcast value at a full shape (static Tuple of dims)."""
+    temp, view, math = "full", True, ("{0}", "{0}")
+    check = Check({"a": ((3, 1), (-1, 1))},
+                  "sum(tanh(apply(P.broadcast_to, a, (3, 4))) * apply(P.broadcast_to, a, (3, 4)))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        target = tuple(expr_dim(d) for d in node.args[1])
+        if broadcast(arg_shapes[0], target) != target:
+            raise ShapeMismatch(f"cannot broadcast {fmt(arg_shapes[0])} to {fmt(target)}")
+        return target
+
+    def vjp(self, g, shape):
+        return (unbroadcast(g, shape(g), shape(self.args[0])),)
+
+    @staticmethod
+    def eager(x, shape):
+        return np.broadcast_to(x, tuple(shape)) * 1.0
+
+    def _numpycode(self, p):
+        dims = tuple(p._print(d) for d in self.args[1])
+        text = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        if self.args[0].is_Number:  # a constant cotangent: a real array in the module's dtype
+            return f"np.full({text}, {p._print(self.args[0])}, dtype=DTYPE)"
+        return f"np.broadcast_to({p._print(self.args[0])}, {text})"
+
+
+# ---- shapes after rewrites, and cotangents summed back ---------------------------------
+
+class ShapeChanged(ShapeMismatch):
+    """A rewrite produced a value that cannot stand for the node it replaces (internal error)."""
+
+
+def conform(expr, shape, shapes):
+    """`expr` with exactly `shape`: SymPy simplifies as if every symbol were a scalar, so
+    `(a + b) - b` becomes `a` and `w - w + 1` becomes `1`, dropping the broadcast to `b`'s or `w`'s
+    shape. Values are still right position by position, so an explicit broadcast restores the
+    shape; a result that does not broadcast to `shape` is a compiler bug and raises ShapeChanged."""
+    have = tuple(shapes(expr))
+    shape = tuple(shape)
+    if have == shape:
+        return expr
+    try:
+        ok = broadcast(have, shape) == shape
+    except ShapeMismatch:
+        ok = False
+    if not ok:
+        raise ShapeChanged(f"a rewrite turned a value of shape {fmt(shape)} into one of shape "
+                           f"{fmt(have)}: {expr}")
+    fixed = broadcast_to(expr, sp.Tuple(*[dim_expr(d) for d in shape]))
+    shapes(fixed)
+    return fixed
+
+
+def unbroadcast(g, g_shape, target, logical=None):
+    """Sum the cotangent `g` over the axes that broadcasting added or stretched, so it fits `target`.
+
+    `g` may itself be lazily broadcast: its physical shape `g_shape` stands for `logical` (the
+    consumer's shape). An axis to be summed that `g` does not physically have (or has as size 1)
+    is a sum of identical values, i.e. a multiplication by its length. Axes where the target keeps
+    size 1 are summed with keepdims; the result may stay lazily broadcast against `target`.
+    """
+    logical = tuple(g_shape if logical is None else logical)
+    off, lead = len(logical) - len(g_shape), len(logical) - len(target)
+    drop, keep, scale = [], [], sp.Integer(1)
+    for i, dim in enumerate(logical):
+        p = i - off
+        physical = p >= 0 and g_shape[p] != 1
+        if i < lead:                        # axis absent from the target: sum it away
+            if p >= 0:
+                drop.append(p)
+            if not physical:
+                scale *= dim_expr(dim)
+        elif target[i - lead] == 1 and dim != 1:   # stretched from 1: sum, keep the axis
+            if physical:
+                keep.append(p - sum(1 for q in drop if q < p))
+            else:
+                scale *= dim_expr(dim)
+    if drop:
+        g = reduce_sum(g, axes_arg(drop), sp.Integer(0))
+    if keep:
+        g = reduce_sum(g, axes_arg(keep), sp.Integer(1))
+    return g * scale if scale != 1 else g
