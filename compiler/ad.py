@@ -27,6 +27,8 @@ class Adjoint:
     symbol: sp.Symbol   # the bound name of this adjoint
     expr: sp.Expr       # the sum of cotangents flowing into `node`
     node: sp.Basic      # the forward value this is the gradient of
+    source: sp.Basic | None = None  # the consumer whose VJP completed it (None for the loss's seed)
+    line: int = 0       # the model-file line of that consumer: the line whose backward computes it
 
 
 @dataclass
@@ -88,6 +90,14 @@ def _adjoint_shape(total, node, graph: Graph):
                        f"{type(node).__name__} {problem}; this is a symgrad bug, please report it")
 
 
+def _completing(consumers: list, graph: Graph):
+    """Of the consumers that sent a node cotangents, the one on the earliest model-file line (the
+    last whose VJP runs): its backward is where the node's gradient is complete."""
+    if not consumers:
+        return None
+    return min(consumers, key=lambda c: (graph.lines.get(c, 0) or 10**9, -consumers.index(c)))
+
+
 def backward(graph: Graph) -> Backward:
     shapes = graph.shapes
     params = {leaf.symbol: leaf for leaf in graph.params}
@@ -101,6 +111,7 @@ def backward(graph: Graph) -> Backward:
 
     under_where = _where_branches(order)
     cotangents: dict[sp.Basic, list] = {graph.loss: [sp.Integer(1)]}
+    consumers: dict[sp.Basic, list] = {}   # node -> the nodes whose VJPs sent it a cotangent
     adjoints: list[Adjoint] = []
     grads: dict[str, sp.Expr] = {}
     for node in reversed(order):
@@ -112,7 +123,9 @@ def backward(graph: Graph) -> Backward:
             continue
         symbol = sp.Symbol(f"_adj{len(adjoints)}", real=True)
         shapes.set(symbol, _adjoint_shape(total, node, graph))
-        adjoints.append(Adjoint(symbol, total, node))
+        source = _completing(consumers.pop(node, []), graph)
+        adjoints.append(Adjoint(symbol, total, node, source,
+                                graph.lines.get(node if source is None else source, 0)))
         if node in params:
             grads[params[node].name] = symbol
             continue
@@ -131,6 +144,7 @@ def backward(graph: Graph) -> Backward:
                 continue
             logical = shapes(node) if rule.elementwise else shapes(arg)
             cotangents.setdefault(arg, []).append(unbroadcast(ct, shapes(ct), shapes(arg), logical))
+            consumers.setdefault(arg, []).append(node)
 
     for leaf in graph.params:
         if leaf.name not in grads:

@@ -7,7 +7,7 @@ import os
 
 import graphviz
 
-from .emit import _is_backward, _names
+from .emit import value_names
 from .errors import ModelError
 
 COLOURS = {"leaf": "#e8e8e8", "forward": "#cfe3ff", "backward": "#ffd9b3"}
@@ -16,7 +16,7 @@ COLOURS = {"leaf": "#e8e8e8", "forward": "#cfe3ff", "backward": "#ffd9b3"}
 def dot_source(compiled) -> str:
     graph = compiled.graph
     sched = compiled.schedules["loss_and_grad"]
-    names, _ = _names(graph, sched)
+    names, _ = value_names(graph, sched)
     g = graphviz.Digraph(name="symgrad", graph_attr={"rankdir": "TB", "fontname": "Helvetica",
                                                      "label": f"{os.path.basename(graph.path)}: "
                                                               "forward (blue) and backward (orange)"},
@@ -31,7 +31,7 @@ def dot_source(compiled) -> str:
                    fillcolor=COLOURS["leaf"], tooltip=f"line {leaf.line}: {graph.source_line(leaf.line)}")
     for step in sched.steps:
         st = step.statement
-        kind = "backward" if _is_backward(st, sched) else "forward"
+        kind = "backward" if st.backward else "forward"
         name = names[st.target]
         op = type(st.expr).__name__ if not st.expr.is_Atom else "copy"
         attrs = {"fillcolor": COLOURS[kind],

@@ -38,7 +38,7 @@ def _shape_literal(shape: Shape) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def _names(graph: Graph, sched: Schedule) -> tuple[dict, naming.Namer]:
+def value_names(graph: Graph, sched: Schedule) -> tuple[dict, naming.Namer]:
     """Leaves keep the user's names; forward values their variable or layer names; adjoints d_<name>."""
     namer = naming.Namer()
     names: dict = {}
@@ -95,7 +95,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
     from the module's validation (for snippets that run on their own). A `workspace` function
     writes its large products into arrays the caller keeps from call to call (see Workspace)."""
     program = sched.program
-    names, namer = _names(graph, sched)
+    names, namer = value_names(graph, sched)
     shapes = graph.shapes
     printer = Printer(names, shapes)
     buffer_fn = namer.fresh("buffer") if workspace else None
@@ -149,15 +149,14 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str,
                            for st in (step.statement for step in sched.steps) if st.kind == "forward"}
     for step in sched.steps:
         st = step.statement
-        kind = "backward" if st.kind == "backward" or (st.kind == "shared" and _is_backward(st, sched)) \
-            else "forward"
+        kind = "backward" if st.backward else "forward"
         if kind != section:
             section = kind
             body.append("")
             body.append(f"# ---- {kind} {'-' * (90 - len(kind))}")
         if kind == "backward" and st.kind == "backward" and st.line != last_grad_line and st.line:
             last_grad_line = st.line
-            math = _node_math(st.node, forward_nodes_named)
+            math = _node_math(st.source if st.source is not None else st.node, forward_nodes_named)
             body.append(f"# grad of {_line_ref(graph, st.line)}: {_code_only(graph.source_line(st.line))}"
                         + (f"  [{math}]" if math else ""))
         comment = fmt(shapes(st.target))
@@ -321,10 +320,6 @@ def _checked_prologue(fn_name, loads, dims, params, inputs) -> list[str]:
     return lines
 
 
-def _is_backward(st, sched) -> bool:
-    return st.priority and st.priority[0] >= 1
-
-
 def _materialize(printer: Printer, expr: sp.Expr, shape: Shape, dtype: str, graph: Graph) -> str:
     """Print a returned value with exactly its declared shape and dtype, never aliasing a leaf."""
     text = printer.doprint(expr)
@@ -365,6 +360,15 @@ def _doc(name: str, graph: Graph, inputs, dtype: str, workspace: bool = False) -
     return lines
 
 
+def render_snippet(graph: Graph, sched: Schedule, *, title: str, summary: str, dtype: str,
+                   model_path: str) -> str:
+    """One function on its own (a gradient's slice, the forward): it reads its sizes off its inputs."""
+    fn, helpers = emit_function(graph, sched, summary, dtype, standalone=True)
+    return _ENV.get_template("snippet.py.j2").render(
+        title=title, model_path=model_path, dtype=dtype, fn=fn,
+        helpers=[h.helper.rstrip("\n") for h in sorted(helpers, key=lambda h: h.__name__)])
+
+
 def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, version: str,
                   model_path: str) -> str:
     summaries = {
@@ -380,8 +384,8 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
         functions.append(fn)
         helpers |= used
     lag = schedules["loss_and_grad"]
-    fwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if not _is_backward(s.statement, lag))
-    bwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if _is_backward(s.statement, lag))
+    fwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if not s.statement.backward)
+    bwd_ops = sum(count_ops(s.statement.expr) for s in lag.steps if s.statement.backward)
     itemsize = 4 if dtype == "float32" else 8
     small = peak_bytes(lag, graph.shapes, {"B": 1}, itemsize)
     large = peak_bytes(lag, graph.shapes, {"B": 1001}, itemsize)

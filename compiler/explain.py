@@ -94,12 +94,12 @@ def explain(compiled, param: str, latex: bool = False) -> str:
 
 
 def _vjp_chain(compiled, param, loss_name, latex) -> list[str]:
-    from .emit import _names
+    from .emit import value_names
     from .inspection import gradient_slice
 
     graph = compiled.graph
     sched = gradient_slice(compiled, param)
-    code_names, _ = _names(graph, sched)
+    code_names, _ = value_names(graph, sched)
     leaf_symbols = {leaf.symbol for leaf in graph.leaves.values()}
     named_nodes = set(graph.hints) | leaf_symbols
     grad_symbol = sched.program.grads[param]

@@ -10,7 +10,7 @@ import time
 import sympy as sp
 
 from . import naming
-from .emit import _ENV, emit_function
+from .emit import render_snippet
 from .dag import forward_nodes, tensor_operands, toposort
 from .errors import ModelError
 from .optimize import Program, closure, count_ops
@@ -70,24 +70,16 @@ def gradient_slice(compiled, param: str):
     return schedule(program, compiled.graph.shapes)
 
 
-def render_snippet(compiled, sched, title: str, summary: str) -> str:
-    graph = compiled.graph
-    dtype = compiled.dtype
-    fn, helpers = emit_function(graph, sched, summary, dtype, standalone=True)
-    return _ENV.get_template("snippet.py.j2").render(
-        title=title, model_path=compiled.model_path, dtype=dtype, fn=fn,
-        helpers=[h.helper.rstrip("\n") for h in sorted(helpers, key=lambda h: h.__name__)])
-
-
 def show_gradient(compiled, param: str) -> str:
     sched = gradient_slice(compiled, param)
-    return render_snippet(compiled, sched, f"The gradient of the loss with respect to {param!r}.",
-                          f"d loss / d {param}: the backward slice and the forward values it reads.")
+    return render_snippet(compiled.graph, sched, title=f"The gradient of the loss with respect to {param!r}.",
+                          summary=f"d loss / d {param}: the backward slice and the forward values it reads.",
+                          dtype=compiled.dtype, model_path=compiled.model_path)
 
 
 def show_forward(compiled) -> str:
-    return render_snippet(compiled, compiled.schedules["forward"], "The forward pass (inference).",
-                          "The model's outputs.")
+    return render_snippet(compiled.graph, compiled.schedules["forward"], title="The forward pass (inference).",
+                          summary="The model's outputs.", dtype=compiled.dtype, model_path=compiled.model_path)
 
 
 # ---- statistics ------------------------------------------------------------------------------
@@ -117,9 +109,8 @@ def stats(compiled, batch: int = 1) -> dict:
     sizes = {s.name: batch for s in graph.shapes._shapes if getattr(s, "is_Symbol", False)
              and s.is_integer}
     sizes.setdefault("B", batch)
-    from .emit import _is_backward
-    fwd = [s.statement for s in sched.steps if not _is_backward(s.statement, sched)]
-    bwd = [s.statement for s in sched.steps if _is_backward(s.statement, sched)]
+    fwd = [s.statement for s in sched.steps if not s.statement.backward]
+    bwd = [s.statement for s in sched.steps if s.statement.backward]
     f_flops = sum(flops(s.expr, graph.shapes, sizes) for s in fwd)
     b_flops = sum(flops(s.expr, graph.shapes, sizes) for s in bwd)
     t = time.perf_counter()

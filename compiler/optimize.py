@@ -7,7 +7,7 @@ expressions instead of one huge tree. Trivial or single-use adjoints are folded 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -29,6 +29,12 @@ class Statement:
     node: sp.Basic | None = None   # forward: the value computed; backward: the value differentiated
     line: int = 0
     priority: tuple = ()           # a deterministic position used by the scheduler
+    source: sp.Basic | None = None  # backward: the consumer whose VJP completed this adjoint
+
+    @property
+    def backward(self) -> bool:
+        """Part of the backward pass: an adjoint, or a shared value first needed there."""
+        return bool(self.priority) and self.priority[0] >= 1
 
 
 @dataclass
@@ -116,8 +122,8 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
         line = graph.lines.get(node, 0)
         statements.append(Statement(bound[node], expr, "forward", node, line, (0, line, i)))
     for j, (adj, expr) in enumerate(adjoint_stmts):
-        statements.append(Statement(adj.symbol, lower(expr), "backward", adj.node,
-                                    graph.lines.get(adj.node, 0), (1, j, 0)))
+        statements.append(Statement(adj.symbol, lower(expr), "backward", adj.node, adj.line, (1, -adj.line, j),
+                                    adj.source))
     loss = lower(graph.loss) if want_loss else None
     outs = {k: lower(e) for k, e in outputs_in.items()} if want_outputs else {}
     state = {k: lower(e) for k, e in state_in.items()}
@@ -143,8 +149,8 @@ def verify_shapes(program: Program, graph: Graph) -> Program:
             raise CompileError(f"{graph.path}:{line}: internal error: {what}: {e}; this is a symgrad "
                                "bug, please report it") from None
 
-    statements = [Statement(s.target, check(s.expr, shapes(s.target), s.line, f"statement {s.target}"),
-                            s.kind, s.node, s.line, s.priority) for s in program.statements]
+    statements = [replace(s, expr=check(s.expr, shapes(s.target), s.line, f"statement {s.target}"))
+                  for s in program.statements]
     if program.loss is not None:
         check(program.loss, (), graph.lines.get(graph.loss, 0), "the loss")
     declared = {leaf.name: leaf.shape for leaf in graph.leaves.values()}
@@ -195,9 +201,8 @@ def merge_aliases(program: Program, shapes) -> Program:
             continue  # the alias itself disappears
         if s.target in rename:  # the temporary now defines the named value
             named = next(t for t in stmts if t.target == rename[s.target])
-            s = Statement(named.target, s.expr, named.kind, named.node, named.line, s.priority)
-        out.append(Statement(s.target, substitute(s.expr, rename, {}, shapes), s.kind, s.node, s.line,
-                             s.priority))
+            s = replace(named, expr=s.expr, priority=s.priority)
+        out.append(replace(s, expr=substitute(s.expr, rename, {}, shapes)))
     memo: dict = {}
     return Program(program.name, out,
                    None if program.loss is None else substitute(program.loss, rename, memo, shapes),
@@ -247,8 +252,7 @@ def share_subexpressions(program: Program, shapes) -> Program:
     if inline:
         reduced = [substitute(e, inline, {}, shapes) for e in reduced]
 
-    new_stmts = [Statement(s.target, e, s.kind, s.node, s.line, s.priority)
-                 for s, e in zip(stmts, reduced[: len(stmts)])]
+    new_stmts = [replace(s, expr=e) for s, e in zip(stmts, reduced[: len(stmts)])]
     # a shared value is placed just before its first user (users of users included)
     users: dict = {}
     for s in new_stmts:

@@ -229,11 +229,11 @@ def loss_and_grad(params, *, workspace=None, **inputs):
     e = d*c  # ()  chain_rule.py:12
 
     # ---- backward ----------------------------------------------------------------------------------
-    # grad of chain_rule.py:10: c = a + b  [c = a + b]
+    # grad of chain_rule.py:12: e = c * d  [e = c*d]
     d_c = d  # ()
-    d_a = d_c  # ()
-    # grad of chain_rule.py:11: d = b + 1  [d = b + 1]
     d_d = c  # ()
+    # grad of chain_rule.py:10: c = a + b  [c = a + b]
+    d_a = d_c  # ()
     d_b = d_c + d_d  # ()
 
     return e, {

@@ -265,10 +265,11 @@ def loss_and_grad(params, *, workspace=None, **inputs):
     loss = (plus**2).sum()/B  # ()  neuron.py:11
 
     # ---- backward ----------------------------------------------------------------------------------
-    # grad of neuron.py:10: o = sigmoid(x @ w + b)  [o = σ(b + x·w)]
+    # grad of neuron.py:11: loss = mse(o, t)
     plus *= 2/B  # in place: plus is not read again
     d_o = plus  # (B,)
     del plus
+    # grad of neuron.py:10: o = sigmoid(x @ w + b)  [o = σ(b + x·w)]
     d_o *= o*(1 - o)  # in place: d_o is not read again
     d_plus = d_o  # (B,)
     del o, d_o
