@@ -1,8 +1,9 @@
 """The model-file language: what `from compiler.dsl import *` gives a model file.
 
-A `Tensor` wraps a SymPy expression and its shape; Python operators and the functions below build the
-DAG and check shapes as they go. Nothing here computes numbers. Activations and other elementwise
-functions are generated from the primitive registry, so adding one there makes it available here.
+A `Tensor` wraps a SymPy expression and its shape; Python operators and the functions exported
+here build the DAG and check shapes as they go. Nothing here computes numbers. Activations and other
+elementwise functions are generated from the primitive registry, so adding one there makes it
+available here.
 
     x = Input("x", ("B", 64))
     y = Labels("y", ("B",), classes=10)
@@ -26,8 +27,8 @@ __all__ = ["Input", "Labels", "Param", "Tensor", "where", "linear", "mlp", "sum"
 
 batch = "B"  # the conventional name of the symbolic batch dimension
 
-# Activations and other elementwise functions come from the primitive registry: each rule with a
-# public name is exported under it (compiler.dsl.tensor.PUBLIC_FUNCTIONS), so adding one there is all
-# it takes. The names are only known at import time, hence the namespace update.
+# Activations and other elementwise functions come from the primitive registry (compiler.ops): each
+# rule with a public name is exported under it, as built in compiler.dsl.tensor.PUBLIC_FUNCTIONS, so
+# registering a rule is all it takes. The names are known only at import time, hence globals().
 globals().update(PUBLIC_FUNCTIONS)
 __all__ += list(PUBLIC_FUNCTIONS)
