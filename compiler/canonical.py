@@ -168,7 +168,8 @@ def _fits(c_shape, u_shape) -> bool:
 
 
 def expose_named_values(graph: Graph) -> Graph:
-    named = [n for n in forward_nodes(_roots(graph)) if isinstance(n, (sp.Add, sp.Mul)) and n in graph.hints]
+    # every named sum or product, also one SymPy flattened into its only user (so no longer a node)
+    named = [n for n in graph.hints if isinstance(n, (sp.Add, sp.Mul))]
     new: dict = {}
 
     def build(node, args):

@@ -236,8 +236,6 @@ def test_named_sum_survives_flattening():
     assert [a.node for a in bw.adjoints].count(z) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a named sum whose only use is flattened away is not in the "
-                   "traced DAG, so expose_named_values never sees it (gap; see the report)")
 def test_named_sum_used_once_survives_flattening():
     graph = canonical('x = Input("x", ("B", 4))\nW = Param("W", (4, 3))\nb = Param("b", (3,))\n'
                       'm = Param("m", (3,))\nz = x @ W + b\nloss = sum(z - m)\n')

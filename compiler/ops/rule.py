@@ -155,7 +155,7 @@ class IncompleteRule(TypeError):
 
 def missing(cls) -> list[str]:
     """What an Op class leaves out of its rule (empty when complete)."""
-    gaps = [name for name in ("temp", "view", "eager", "_numpycode") if getattr(cls, name) is None
+    gaps = [name for name in ("temp", "view", "eager", "_numpycode") if getattr(cls, name, None) is None
             or not _declares(cls, name)]
     if cls.math is None and not (_declares(cls, "_mathtext") and _declares(cls, "_latex")):
         gaps.append("math (or _mathtext and _latex)")
