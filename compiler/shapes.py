@@ -79,4 +79,5 @@ def reduce_shape(shape: Shape, axes: tuple[int, ...], keepdims: bool) -> Shape:
 
 
 def numel(shape: Shape, sizes: dict[str, int]) -> int:
-    return math.prod(sizes.get(d, d) if isinstance(d, str) else d for d in shape)
+    """Number of elements for the symbolic sizes in `sizes` (a symbolic dim not given counts as 1)."""
+    return math.prod(sizes.get(d, 1) if isinstance(d, str) else d for d in shape)
