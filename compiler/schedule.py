@@ -1,13 +1,13 @@
 """Schedule: a deterministic statement order, and liveness so dead batch-sized arrays are released."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import sympy as sp
 
 from .dag import toposort
 from .optimize import Program, Statement
+from .shapes import numel
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ def peak_bytes(sched: Schedule, shapes, sizes: dict, itemsize: int) -> int:
     peak = 0
     for step in sched.steps:
         st = step.statement
-        live[st.target] = math.prod(sizes.get(d, 1) if isinstance(d, str) else d
-                                    for d in shapes(st.target)) * itemsize
+        live[st.target] = numel(shapes(st.target), sizes) * itemsize
         peak = max(peak, sum(live.values()))
         for sym in step.release:
             live.pop(sym, None)
