@@ -102,6 +102,54 @@ class sigmoid(Elementwise):
         return f"0.5*np.tanh(0.5*{arg(p, self.args[0], PRECEDENCE['Mul'], False)}) + 0.5"
 
 
+# GELU's tanh approximation (as in GPT-2 and torch's approximate="tanh"): NumPy has no erf
+_GELU_C, _GELU_K = sp.Float(0.7978845608028654), sp.Float(0.044715)   # sqrt(2/pi), cubic term
+
+
+@register
+class gelu(Elementwise):
+    """x·Φ(x) ≈ x/2·(1 + tanh(√(2/π)(x + 0.044715x³))): the smooth ReLU of transformers."""
+    temp, math = "gelu", ("gelu({0})", r"\operatorname{{GELU}}\left({0}\right)")
+    public, init_family = "gelu", "he"
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(gelu(a) * a)",
+                  edges=((0.0, 0.5), (20.0, 1.0), (-20.0, 0.0)))
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        t = sp.tanh(_GELU_C * (x + _GELU_K * x**3))
+        return (1 + t) / 2 + x * (1 - t**2) * _GELU_C * (1 + 3 * _GELU_K * x**2) / 2
+
+    @staticmethod
+    def eager(x):
+        return 0.5 * x * (1 + np.tanh(float(_GELU_C) * (x + float(_GELU_K) * x**3)))
+
+    def _numpycode(self, p):
+        x = arg(p, self.args[0], PRECEDENCE["Pow"], False)
+        return f"0.5*{x}*(1 + np.tanh({float(_GELU_C)!r}*({x} + {float(_GELU_K)!r}*{x}**3)))"
+
+
+@register
+class silu(Elementwise):
+    """x·σ(x) (swish): its derivative σ(x)·(1 + x·(1 − σ(x))) reuses the sigmoid."""
+    temp, math = "silu", ("silu({0})", r"\operatorname{{SiLU}}\left({0}\right)")
+    public, init_family = "silu", "he"
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(silu(a) * a)",
+                  edges=((0.0, 0.5), (40.0, 1.0), (-800.0, 0.0)))
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        s = sigmoid(x)
+        return s * (1 + x * (1 - s))
+
+    @staticmethod
+    def eager(x):
+        return x * sigmoid.eager(x)
+
+    def _numpycode(self, p):
+        x = arg(p, self.args[0], PRECEDENCE["Mul"], False)
+        return f"{x}*(0.5*np.tanh(0.5*{x}) + 0.5)"
+
+
 @register
 class softplus(Elementwise):
     """log(1 + e^x) via logaddexp: finite for any x; derivative σ(x)."""
