@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from compiler.cli import main
+from symgrad.cli import main
 from helpers import EXAMPLES
 
 DIGITS = os.path.join(EXAMPLES, "digits_mlp.py")

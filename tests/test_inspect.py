@@ -9,7 +9,7 @@ import pytest
 import compiler
 import runtime
 from compiler import inspection
-from compiler.cli import main
+from symgrad.cli import main
 from compiler.draw import dot_source, render
 from compiler.explain import explain
 from helpers import EXAMPLES, PRELUDE

@@ -1,0 +1,158 @@
+"""`symgrad train`, `sweep`, `eval` and `predict`: the runtime's commands."""
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import sys
+
+import numpy as np
+
+import runtime
+from runtime import checkpoint as ckpt
+from runtime.data import load_dataset
+from runtime.distributed import DataParallel, connect, sweep
+from runtime.train import TrainConfig, bind, evaluate, train
+
+GRID_KEYS = ("lr", "batch_size", "epochs", "momentum", "weight_decay")
+SWEEP_COLUMNS = ["lr", "batch_size", "epochs", "optimizer", "seed", "test_acc", "test_loss", "seconds"]
+
+
+def load_model(args):
+    return runtime.load(args.model, dtype=getattr(args, "dtype", "float64"))
+
+
+def model_stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def cmd_train(args) -> int:
+    model = load_model(args)
+    data = load_dataset(args.data, seed=args.seed, label_column=args.label_column)
+    out = args.out or os.path.join("runs", model_stem(args.model))
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                         lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                         schedule=args.schedule, step_size=args.step_size, gamma=args.gamma,
+                         seed=args.seed, out=out, resume=args.resume, progress=not args.quiet)
+    print(f"training {args.model} on {data.describe()}; {config.optimizer} lr={config.lr} "
+          f"batch={config.batch_size} epochs={config.epochs} seed={config.seed}")
+    stepper, client = None, None
+    if args.workers or args.scheduler:
+        client = connect(args.workers, args.scheduler)
+        binding = bind(model, data)
+        stepper = DataParallel(client, model, model.module.__file__, data.x_train.astype(model.dtype),
+                               data.y_train, (binding.x, binding.y))
+        print(f"data parallel on {len(stepper.workers)} Dask worker(s)")
+    try:
+        result = train(model, data, config, stepper=stepper)
+    finally:
+        if client is not None:
+            client.close()
+    final = result.final
+    parts = [f"{k}={final[k]:.4f}" for k in ("train_loss", "test_loss", "train_acc", "test_acc") if k in final]
+    print(f"epoch {final.get('epoch', 0)}/{config.epochs}: " + " ".join(parts)
+          + f"  ({result.seconds:.1f} s training)")
+    print(f"wrote {out}/checkpoint.npz, {out}/metrics.jsonl, {out}/curves.png")
+    if "test_acc" in final:
+        print(f"test_acc {final['test_acc']:.4f}")
+    return 130 if result.stopped == "interrupted" else 0
+
+
+def parse_grid(items) -> dict | None:
+    """`--grid lr=1e-3,1e-2` options as {key: [values]}; None (after printing why) if one is bad."""
+    grid = {}
+    for item in items or []:
+        key, _, values = item.partition("=")
+        if key not in GRID_KEYS or not values:
+            print(f"error: --grid takes lr=, batch_size=, epochs=, momentum= or weight_decay= with "
+                  f"comma-separated values, got {item!r}", file=sys.stderr)
+            return None
+        cast = int if key in ("batch_size", "epochs") else float
+        grid[key] = [cast(v) for v in values.split(",")]
+    return grid
+
+
+def sweep_configs(args, grid: dict, seeds: list[int], out: str) -> list[dict]:
+    """One training configuration per combination of the grid's values and the seeds."""
+    keys = sorted(grid)
+    configs = []
+    for values in itertools.product(*[grid[k] for k in keys]):
+        for seed in seeds:
+            chosen = dict(zip(keys, values))
+            name = "_".join(f"{k}{v}" for k, v in chosen.items()) + f"_seed{seed}"
+            base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                               lr=args.lr, seed=seed, out=os.path.join(out, name or f"seed{seed}"),
+                               progress=False, plot=False)
+            configs.append({**base.__dict__, **chosen})
+    return configs
+
+
+def cmd_sweep(args) -> int:
+    model = load_model(args)  # compile once, here; the workers load the generated module
+    data = load_dataset(args.data, label_column=args.label_column)
+    grid = parse_grid(args.grid)
+    if grid is None:
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = args.out or os.path.join("runs", "sweep_" + model_stem(args.model))
+    configs = sweep_configs(args, grid, seeds, out)
+    client = connect(args.workers, args.scheduler) if (args.workers or args.scheduler) else None
+    try:
+        rows = sweep(model.module.__file__, data, configs, client)
+    finally:
+        if client is not None:
+            client.close()
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "sweep.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SWEEP_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(" ".join(f"{c:>10}" for c in SWEEP_COLUMNS))
+    for r in rows:
+        print(" ".join(f"{(f'{r[c]:.4f}' if isinstance(r[c], float) else str(r[c])):>10}"
+                       for c in SWEEP_COLUMNS))
+    print(f"wrote {os.path.join(out, 'sweep.csv')}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    model = load_model(args)
+    state = ckpt.load(args.checkpoint, model)
+    data = load_dataset(args.data, seed=state.meta.get("config", {}).get("seed", 0),
+                        label_column=args.label_column)
+    binding = bind(model, data)
+    result = evaluate(model, state.params, data.x_test.astype(model.dtype), data.y_test, binding)
+    print(f"{data.name} test split: {len(data.y_test)} samples, loss {result['loss']:.4f}")
+    if "acc" in result:
+        print(f"accuracy {result['acc']:.4f}")
+        k = max(data.classes, int(result["pred"].max()) + 1)
+        confusion = np.zeros((k, k), dtype=np.int64)
+        np.add.at(confusion, (data.y_test, result["pred"]), 1)
+        print("confusion matrix (rows: true class, columns: predicted)")
+        print("      " + "".join(f"{j:>6}" for j in range(k)))
+        for i in range(k):
+            print(f"{i:>6}" + "".join(f"{confusion[i, j]:>6}" for j in range(k)))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    model = load_model(args)
+    state = ckpt.load(args.checkpoint, model)
+    with np.load(args.input, allow_pickle=False) as f:
+        arrays = dict(f)
+    floats = [n for n, (_, dtype) in model.inputs_spec.items() if dtype != "int64"]
+    missing = [n for n in floats if n not in arrays]
+    if missing:
+        print(f"error: {args.input} has no array named {missing[0]!r} (it holds {sorted(arrays)})",
+              file=sys.stderr)
+        return 2
+    inputs = {n: arrays[n].astype(model.dtype) for n in floats}
+    outputs = model.forward(state.params, **inputs)
+    saved = dict(outputs)
+    for name, value in outputs.items():
+        if value.ndim == 2:
+            saved[f"{name}_argmax"] = np.argmax(value, axis=1)
+    out = args.output or os.path.splitext(args.input)[0] + ".pred.npz"
+    np.savez(out, **saved)
+    print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in saved.items()))
+    return 0
