@@ -143,9 +143,33 @@ def _refuse_fewer_epochs(path, epoch, batch_done, epochs):
             "the checkpoint with `symgrad eval`")
 
 
+def _begin(model, config, optimizer, rng, ckpt_path, metrics_path, log):
+    """Where training starts: fresh parameters, or the checkpoint's state with --resume.
+    Returns (params, opt_state, epoch, batches done in it, step, history)."""
+    if not config.resume:
+        params = model.init_params(config.seed)
+        open(metrics_path, "w").close()
+        return params, optimizer.init({k: params[k] for k in model.params_spec}), 0, 0, 0, []
+    state = ckpt.load(ckpt_path, model)
+    params, opt_state, meta = state.params, state.opt_state, state.meta
+    epoch, batch_done, step = meta["epoch"], meta["batch"], meta["step"]
+    _refuse_fewer_epochs(ckpt_path, epoch, batch_done, config.epochs)
+    fresh = optimizer.init({k: params[k] for k in model.params_spec})
+    if ckpt.fit_slots(ckpt_path, opt_state, fresh) is None:
+        log(f"{ckpt_path} was trained with {meta.get('optimizer', {}).get('name', '?')}: the "
+            f"{optimizer.name} optimizer starts with fresh state")
+        opt_state = fresh
+    rng.bit_generator.state = meta["rng_state"]
+    log(f"resumed from {ckpt_path}: epoch {epoch} + {batch_done} batches, step {step}")
+    return params, opt_state, epoch, batch_done, step, meta.get("history", [])
+
+
 def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=None) -> TrainResult:
     """Train `model` on `data`. `stepper(params, idx, inputs) -> (loss, grads, state)` replaces the
-    in-process step (runtime.distributed.DataParallel spreads it over Dask workers)."""
+    in-process step (runtime.distributed.DataParallel spreads it over Dask workers).
+
+    One function on purpose (~70 lines): the state a step hands over (params, optimizer state,
+    step, batch) and the interrupt handler that checkpoints it must be visible together."""
     binding = bind(model, data)
     dtype = model.dtype
     x_train, y_train = data.x_train.astype(dtype), data.y_train
@@ -161,24 +185,8 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
     metrics_path = os.path.join(config.out, "metrics.jsonl")
 
     rng = np.random.default_rng(config.seed)
-    if config.resume:
-        state = ckpt.load(ckpt_path, model)
-        params, opt_state, meta = state.params, state.opt_state, state.meta
-        epoch, batch_done, step = meta["epoch"], meta["batch"], meta["step"]
-        _refuse_fewer_epochs(ckpt_path, epoch, batch_done, config.epochs)
-        fresh = optimizer.init({k: params[k] for k in model.params_spec})
-        if ckpt.fit_slots(ckpt_path, opt_state, fresh) is None:
-            log(f"{ckpt_path} was trained with {meta.get('optimizer', {}).get('name', '?')}: the "
-                f"{optimizer.name} optimizer starts with fresh state")
-            opt_state = fresh
-        rng.bit_generator.state = meta["rng_state"]
-        history = meta.get("history", [])
-        log(f"resumed from {ckpt_path}: epoch {epoch} + {batch_done} batches, step {step}")
-    else:
-        params = model.init_params(config.seed)
-        opt_state = optimizer.init({k: params[k] for k in model.params_spec})
-        epoch, batch_done, step, history = 0, 0, 0, []
-        open(metrics_path, "w").close()
+    params, opt_state, epoch, batch_done, step, history = _begin(
+        model, config, optimizer, rng, ckpt_path, metrics_path, log)
 
     def meta(epoch_start_state, epoch_, batch_):
         return {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
