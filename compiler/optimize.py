@@ -53,31 +53,72 @@ class Program:
         return out + list(self.outputs.values()) + list(self.grads.values()) + list(self.state.values())
 
 
-def count_ops(expr: sp.Basic) -> int:
-    return sum(1 for _ in sp.preorder_traversal(expr) if not _.is_Atom)
+def count_ops(expr: sp.Basic, limit: int | None = None) -> int:
+    """Operations in `expr` as a tree (a shared node counts at each use); with `limit`, counting
+    stops there (enough to know an expression is too large to inline)."""
+    n = 0
+    for node in sp.preorder_traversal(expr):
+        if not node.is_Atom:
+            n += 1
+            if limit is not None and n >= limit:
+                break
+    return n
+
+
+def _summarize(expr, leaf, cache: dict):
+    """A bottom-up fact about `expr` (a frozenset or a bool), computed once per distinct node and
+    kept in `cache` across calls: adjoint expressions share their deep forward subtrees, and walking
+    those again for every adjoint made folding quadratic in depth. `leaf(atom)` gives an atom's fact;
+    a node's fact is the union (or `or`) of its operands'."""
+    stack = [expr]
+    while stack:
+        node = stack[-1]
+        if node in cache:
+            stack.pop()
+            continue
+        if node.is_Atom:
+            cache[node] = leaf(node)
+            stack.pop()
+            continue
+        pending = [a for a in node.args if a not in cache]
+        if pending:
+            stack.extend(pending)
+            continue
+        facts = [cache[a] for a in node.args]
+        cache[node] = frozenset().union(*facts) if isinstance(facts[0], frozenset) else any(facts)
+        stack.pop()
+    return cache[expr]
 
 
 def fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, dict]:
-    """Fold trivial and single-use adjoints into their consumers; keep the readable ones named."""
+    """Fold trivial and single-use adjoints into their consumers; keep the readable ones named.
+
+    Linear in the size of the graph: the forward subtrees that adjoints read are visited once, not
+    once per adjoint (the memo of the substitution is shared: an adjoint reads only adjoints made
+    before it, so what was substituted stays right)."""
     adjoints = list(backward.adjoints)
     defs = {a.symbol: a for a in adjoints}
+    reads: dict = {}
     uses: dict = {}
     for a in adjoints:
-        for s in a.expr.free_symbols:
-            if s in defs:
-                uses.setdefault(s, []).append(a.symbol)
+        for s in sorted(_summarize(a.expr, lambda x: frozenset((x,)) if x in defs else frozenset(),
+                                   reads), key=lambda s: s.name):
+            uses.setdefault(s, []).append(a.symbol)
     for s in keep:
         uses.setdefault(s, []).append(None)
     folded: dict = {}
+    memo: dict = {}
+    variable: dict = {}  # node -> whether it reads a value (not only sizes such as B)
     kept = []
     for a in adjoints:  # consumers come after producers: fold in order
-        expr = substitute(a.expr, folded, {}, graph.shapes) if folded else a.expr
+        expr = substitute(a.expr, folded, memo, graph.shapes) if folded else a.expr
         users = uses.get(a.symbol, [])
-        trivial = expr.is_Number or expr.is_Symbol or all(x.is_integer for x in expr.free_symbols)
+        trivial = expr.is_Number or expr.is_Symbol or not _summarize(
+            expr, lambda x: x.is_Symbol and not x.is_integer, variable)
         copied_by_user = len(users) == 1 and users[0] is not None and defs[users[0]].expr == a.symbol
         named = a.node in graph.hints and not copied_by_user
         if a.symbol not in keep and (trivial or (len(users) <= 1 and not named
-                                                 and count_ops(expr) < INLINE_LIMIT)):
+                                                 and count_ops(expr, INLINE_LIMIT) < INLINE_LIMIT)):
             folded[a.symbol] = expr
             continue
         kept.append((a, expr))
