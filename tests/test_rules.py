@@ -9,7 +9,7 @@ import sympy as sp
 
 import compiler.ops as P
 from compiler.graph import ShapeTable
-from compiler.printer import Printer
+from compiler.emit.printer import Printer
 from compiler.trace import trace_source
 from helpers import PRELUDE
 

@@ -16,7 +16,7 @@ from compiler.ad import Adjoint, Backward, UnusedParameterWarning, accumulate, b
 from compiler.canonical import canonicalize
 from compiler.graph import ShapeTable
 from compiler.optimize import INLINE_LIMIT, Program, Statement, fold_adjoints
-from compiler.printer import Printer
+from compiler.emit.printer import Printer
 from compiler.schedule import peak_bytes, schedule
 from compiler.shapes import dim_symbol
 from compiler.trace import trace_source
