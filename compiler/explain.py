@@ -7,12 +7,13 @@ the loss back to the parameter, in matrix notation: ∂L/∂out.W = hᵀ·∂L/�
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
-from sympy.printing.str import StrPrinter
 
 from . import ops as P
-from .errors import ModelError
 from .dag import rewrite, substitute
+from .emit import value_names
+from .errors import ModelError
+from .inspection import gradient_slice
+from .mathtext import MathLatexPrinter, MathPrinter
 
 
 class softmax(sp.Function):
@@ -29,33 +30,6 @@ def _adjoint_label(name: str, loss: str, latex: bool) -> str:
     if latex:
         return rf"\frac{{\partial {loss}}}{{\partial \mathrm{{{name}}}}}"
     return f"∂{loss}/∂{name}"
-
-
-class MathPrinter(StrPrinter):
-    """Unicode math; each op shows itself through its rule's `_mathtext` (see compiler/ops/)."""
-    printmethod = "_mathtext"
-
-    def __init__(self, names: dict):
-        super().__init__()
-        self.names = names
-
-    def _print_Symbol(self, expr):
-        return self.names.get(expr, expr.name)
-
-
-class MathLatexPrinter(LatexPrinter):
-    """LaTeX; each op shows itself through its rule's `_latex`."""
-
-    def __init__(self, names: dict):
-        super().__init__()
-        self.names = names
-
-    def _print_Symbol(self, expr, style="plain"):
-        name = self.names.get(expr, expr.name)
-        if name.startswith("\\frac"):
-            return name
-        escaped = name.replace("_", "\\_")
-        return rf"\mathrm{{{escaped}}}"
 
 
 def _recognize_softmax(expr):
@@ -94,9 +68,6 @@ def explain(compiled, param: str, latex: bool = False) -> str:
 
 
 def _vjp_chain(compiled, param, loss_name, latex) -> list[str]:
-    from .emit import value_names
-    from .inspection import gradient_slice
-
     graph = compiled.graph
     sched = gradient_slice(compiled, param)
     code_names, _ = value_names(graph, sched)
