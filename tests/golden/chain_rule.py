@@ -3,8 +3,8 @@
 Compiled from: examples/chain_rule.py
 Model SHA-256: f80792c7a3a0482b9659f044273af7c4852de8a22221afa445cfaf5d45e760bb
 dtype:         float64
-Ops:           forward 3, backward 1 (backward/forward 0.33);
-               0 subexpressions shared by CSE in loss_and_grad
+Ops:           forward 3, backward 1 expression nodes (backward/forward 0.33;
+               `symgrad stats` counts FLOPs); 0 subexpressions shared by CSE in loss_and_grad
 Memory:        loss_and_grad keeps at most ~0 bytes per sample + 56 bytes alive
 
 Functions (all take `params`, a dict name -> array, and the inputs as keyword arrays):
@@ -48,7 +48,7 @@ class InputError(ValueError):
 
 def _validate(where, params, inputs, param_names, input_names):
     """Find what is wrong with the arrays passed in (names, shapes, dtypes, label ranges) and say so;
-    return the symbolic sizes, e.g. {"B": 64}. Each function checks the common case inline first."""
+    return the symbolic sizes, e.g. {"B": 64}. _arrays checks the common case first."""
     dims = _validate_fully(where, params, inputs, param_names, input_names)
     for name in input_names:
         if name in LABEL_CLASSES:
@@ -139,14 +139,11 @@ def _fresh(name, shape):
     return None
 
 
-def forward(params, **inputs):
-    """The model's outputs, for inference: no loss and no backward work.
-
-    Inputs: none
-    Returns:
-        e: () float64
-    """
-    try:  # the arrays are what the module was compiled for?
+def _arrays(where, params, inputs):
+    """The arrays a function reads (and the sizes they bind), checked against what the
+    module was compiled for with a few attribute reads; anything else goes to _validate,
+    which says precisely what is wrong."""
+    try:
         a = params['a']
         b = params['b']
         ok = (len(inputs) == 0
@@ -157,9 +154,20 @@ def forward(params, **inputs):
     except (KeyError, AttributeError, IndexError, TypeError, ValueError):
         ok = False
     if not ok:
-        dims = _validate('forward', params, inputs, ['a', 'b'], [])
+        dims = _validate(where, params, inputs, ['a', 'b'], [])
         a = params['a']
         b = params['b']
+    return a, b
+
+
+def forward(params, **inputs):
+    """The model's outputs, for inference: no loss and no backward work.
+
+    Inputs: none
+    Returns:
+        e: () float64
+    """
+    a, b = _arrays('forward', params, inputs)
 
     # ---- forward -----------------------------------------------------------------------------------
     c = a + b  # ()  chain_rule.py:10
@@ -175,20 +183,7 @@ def loss(params, **inputs):
     Returns:
         loss: scalar float64
     """
-    try:  # the arrays are what the module was compiled for?
-        a = params['a']
-        b = params['b']
-        ok = (len(inputs) == 0
-              and a.shape == ()
-              and a.dtype == DTYPE
-              and b.shape == ()
-              and b.dtype == DTYPE)
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        dims = _validate('loss', params, inputs, ['a', 'b'], [])
-        a = params['a']
-        b = params['b']
+    a, b = _arrays('loss', params, inputs)
 
     # ---- forward -----------------------------------------------------------------------------------
     c = a + b  # ()  chain_rule.py:10
@@ -201,27 +196,13 @@ def loss_and_grad(params, *, workspace=None, **inputs):
     """The loss and the gradient of every parameter, fused: the backward pass reuses the forward's values.
 
     Inputs: none
-    workspace: optional Workspace(); large products and gradients are then written into
-        its arrays, kept from call to call (what the previous call returned is overwritten)
+    workspace: accepted and unused: no product here is large enough to keep between calls
     Returns:
         loss: scalar float64, and the gradient of each parameter:
         'a': () float64
         'b': () float64
     """
-    try:  # the arrays are what the module was compiled for?
-        a = params['a']
-        b = params['b']
-        ok = (len(inputs) == 0
-              and a.shape == ()
-              and a.dtype == DTYPE
-              and b.shape == ()
-              and b.dtype == DTYPE)
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        dims = _validate('loss_and_grad', params, inputs, ['a', 'b'], [])
-        a = params['a']
-        b = params['b']
+    a, b = _arrays('loss_and_grad', params, inputs)
 
     # ---- forward -----------------------------------------------------------------------------------
     c = a + b  # ()  chain_rule.py:10

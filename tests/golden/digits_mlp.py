@@ -3,8 +3,8 @@
 Compiled from: examples/digits_mlp.py
 Model SHA-256: be20af57017149b7c660af5cc31901318a397fc47d1b0eb7bbd02e5b2161b67f
 dtype:         float64
-Ops:           forward 23, backward 18 (backward/forward 0.78);
-               4 subexpressions shared by CSE in loss_and_grad
+Ops:           forward 23, backward 18 expression nodes (backward/forward 0.78;
+               `symgrad stats` counts FLOPs); 4 subexpressions shared by CSE in loss_and_grad
 Memory:        loss_and_grad keeps at most ~3015 bytes per sample + 74905 bytes alive
 
 Functions (all take `params`, a dict name -> array, and the inputs as keyword arrays):
@@ -52,7 +52,7 @@ class InputError(ValueError):
 
 def _validate(where, params, inputs, param_names, input_names):
     """Find what is wrong with the arrays passed in (names, shapes, dtypes, label ranges) and say so;
-    return the symbolic sizes, e.g. {"B": 64}. Each function checks the common case inline first."""
+    return the symbolic sizes, e.g. {"B": 64}. _arrays checks the common case first."""
     dims = _validate_fully(where, params, inputs, param_names, input_names)
     for name in input_names:
         if name in LABEL_CLASSES:
@@ -143,22 +143,18 @@ def _fresh(name, shape):
     return None
 
 
-def forward(params, **inputs):
-    """The model's outputs, for inference: no loss and no backward work.
-
-    Inputs:
-        x: (B, 64) float64
-    Returns:
-        logits: (B, 10) float64
-    """
-    try:  # the arrays are what the module was compiled for?
+def _arrays(where, params, inputs, training):
+    """The arrays a function reads (and the sizes they bind), checked against what the
+    module was compiled for with a few attribute reads; anything else goes to _validate,
+    which says precisely what is wrong. `training`: with what only the loss reads."""
+    try:
         x = inputs['x']
         hidden_W = params['hidden.W']
         hidden_b = params['hidden.b']
         out_W = params['out.W']
         out_b = params['out.b']
         B = x.shape[0]
-        ok = (len(inputs) == 1
+        ok = (len(inputs) == (2 if training else 1)
               and B > 0
               and x.shape == (B, 64)
               and x.dtype == DTYPE
@@ -170,15 +166,36 @@ def forward(params, **inputs):
               and out_W.dtype == DTYPE
               and out_b.shape == (10,)
               and out_b.dtype == DTYPE)
+        if training:
+            y = inputs['y']
+            ok = (ok and y.shape == (B,)
+                  and y.dtype == np.int64
+                  and y.view(np.uint64).max() < 10)
+        else:
+            y = None
     except (KeyError, AttributeError, IndexError, TypeError, ValueError):
         ok = False
     if not ok:
-        dims = _validate('forward', params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x'])
+        dims = _validate(where, params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x', 'y'] if training else ['x'])
+        B = dims['B']
         x = inputs['x']
         hidden_W = params['hidden.W']
         hidden_b = params['hidden.b']
         out_W = params['out.W']
         out_b = params['out.b']
+        y = inputs['y'] if training else None
+    return B, x, y, hidden_W, hidden_b, out_W, out_b
+
+
+def forward(params, **inputs):
+    """The model's outputs, for inference: no loss and no backward work.
+
+    Inputs:
+        x: (B, 64) float64
+    Returns:
+        logits: (B, 10) float64
+    """
+    _, x, _, hidden_W, hidden_b, out_W, out_b = _arrays('forward', params, inputs, training=False)
 
     # ---- forward -----------------------------------------------------------------------------------
     hidden_pre = x @ hidden_W  # (B, 128)  digits_mlp.py:7
@@ -200,40 +217,7 @@ def loss(params, **inputs):
     Returns:
         loss: scalar float64
     """
-    try:  # the arrays are what the module was compiled for?
-        x = inputs['x']
-        y = inputs['y']
-        hidden_W = params['hidden.W']
-        hidden_b = params['hidden.b']
-        out_W = params['out.W']
-        out_b = params['out.b']
-        B = x.shape[0]
-        ok = (len(inputs) == 2
-              and B > 0
-              and x.shape == (B, 64)
-              and x.dtype == DTYPE
-              and y.shape == (B,)
-              and y.dtype == np.int64
-              and y.view(np.uint64).max() < 10
-              and hidden_W.shape == (64, 128)
-              and hidden_W.dtype == DTYPE
-              and hidden_b.shape == (128,)
-              and hidden_b.dtype == DTYPE
-              and out_W.shape == (128, 10)
-              and out_W.dtype == DTYPE
-              and out_b.shape == (10,)
-              and out_b.dtype == DTYPE)
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        dims = _validate('loss', params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x', 'y'])
-        B = dims['B']
-        x = inputs['x']
-        y = inputs['y']
-        hidden_W = params['hidden.W']
-        hidden_b = params['hidden.b']
-        out_W = params['out.W']
-        out_b = params['out.b']
+    B, x, y, hidden_W, hidden_b, out_W, out_b = _arrays('loss', params, inputs, training=True)
 
     # ---- forward -----------------------------------------------------------------------------------
     hidden_pre = x @ hidden_W  # (B, 128)  digits_mlp.py:7
@@ -243,12 +227,12 @@ def loss(params, **inputs):
     logits = h @ out_W  # (B, 10)  digits_mlp.py:8
     logits += out_b  # in place
     del h
-    max = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    exp = np.exp(logits - max)  # (B, 10)  digits_mlp.py:10
-    sum = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    del exp
-    loss = ((np.log(sum) + max)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
-    del max, sum, logits
+    logits_max = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    logits_exp = np.exp(logits - logits_max)  # (B, 10)  digits_mlp.py:10
+    logits_sum = logits_exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    del logits_exp
+    loss = ((np.log(logits_sum) + logits_max)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
+    del logits_max, logits_sum, logits
     return loss
 
 
@@ -258,8 +242,7 @@ def loss_and_grad(params, *, workspace=None, **inputs):
     Inputs:
         x: (B, 64) float64
         y: (B,) int64 labels in [0, 10)
-    workspace: optional Workspace(); large products and gradients are then written into
-        its arrays, kept from call to call (what the previous call returned is overwritten)
+    workspace: accepted and unused: no product here is large enough to keep between calls
     Returns:
         loss: scalar float64, and the gradient of each parameter:
         'hidden.W': (64, 128) float64
@@ -267,40 +250,7 @@ def loss_and_grad(params, *, workspace=None, **inputs):
         'out.W': (128, 10) float64
         'out.b': (10,) float64
     """
-    try:  # the arrays are what the module was compiled for?
-        x = inputs['x']
-        y = inputs['y']
-        hidden_W = params['hidden.W']
-        hidden_b = params['hidden.b']
-        out_W = params['out.W']
-        out_b = params['out.b']
-        B = x.shape[0]
-        ok = (len(inputs) == 2
-              and B > 0
-              and x.shape == (B, 64)
-              and x.dtype == DTYPE
-              and y.shape == (B,)
-              and y.dtype == np.int64
-              and y.view(np.uint64).max() < 10
-              and hidden_W.shape == (64, 128)
-              and hidden_W.dtype == DTYPE
-              and hidden_b.shape == (128,)
-              and hidden_b.dtype == DTYPE
-              and out_W.shape == (128, 10)
-              and out_W.dtype == DTYPE
-              and out_b.shape == (10,)
-              and out_b.dtype == DTYPE)
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        dims = _validate('loss_and_grad', params, inputs, ['hidden.W', 'hidden.b', 'out.W', 'out.b'], ['x', 'y'])
-        B = dims['B']
-        x = inputs['x']
-        y = inputs['y']
-        hidden_W = params['hidden.W']
-        hidden_b = params['hidden.b']
-        out_W = params['out.W']
-        out_b = params['out.b']
+    B, x, y, hidden_W, hidden_b, out_W, out_b = _arrays('loss_and_grad', params, inputs, training=True)
 
     # ---- forward -----------------------------------------------------------------------------------
     hidden_pre = x @ hidden_W  # (B, 128)  digits_mlp.py:7
@@ -308,23 +258,23 @@ def loss_and_grad(params, *, workspace=None, **inputs):
     h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
     logits = h @ out_W  # (B, 10)  digits_mlp.py:8
     logits += out_b  # in place
-    max = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    exp = np.exp(logits - max)  # (B, 10)  digits_mlp.py:10
-    sum = exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
-    loss = ((np.log(sum) + max)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
-    del max, logits
+    logits_max = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    logits_exp = np.exp(logits - logits_max)  # (B, 10)  digits_mlp.py:10
+    logits_sum = logits_exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    loss = ((np.log(logits_sum) + logits_max)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
+    del logits_max, logits
 
     # ---- backward ----------------------------------------------------------------------------------
     # grad of digits_mlp.py:10: loss = softmax_cross_entropy(logits, y)
-    d_sum = 1/(B*sum)  # (B, 1)
-    del sum
-    exp *= d_sum  # in place: exp is not read again
-    d_plus = exp  # (B, 10)
-    del exp, d_sum
-    d_plus[np.arange(B), y] -= 1/B  # in place: d_plus is not read again
-    d_logits = d_plus  # (B, 10)
-    del d_plus
-    # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")
+    d_logits_sum = 1/(B*logits_sum)  # (B, 1)
+    del logits_sum
+    logits_exp *= d_logits_sum  # in place: logits_exp is not read again
+    d_logits_plus = logits_exp  # (B, 10)
+    del logits_exp, d_logits_sum
+    d_logits_plus[np.arange(B), y] -= 1/B  # in place: d_logits_plus is not read again
+    d_logits = d_logits_plus  # (B, 10)
+    del d_logits_plus
+    # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")  [logits = out.b + h·out.W]
     d_out_W = h.T @ d_logits  # (128, 10)
     del h
     d_h = d_logits @ out_W.T  # (B, 128)

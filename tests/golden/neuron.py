@@ -3,8 +3,8 @@
 Compiled from: examples/neuron.py
 Model SHA-256: e05b48f779f699f4a95bf935ceba9dc233d74d545591540050031e8c9c8bb59f
 dtype:         float64
-Ops:           forward 10, backward 9 (backward/forward 0.90);
-               1 subexpressions shared by CSE in loss_and_grad
+Ops:           forward 10, backward 9 expression nodes (backward/forward 0.90;
+               `symgrad stats` counts FLOPs); 1 subexpressions shared by CSE in loss_and_grad
 Memory:        loss_and_grad keeps at most ~24 bytes per sample + 24 bytes alive
 
 Functions (all take `params`, a dict name -> array, and the inputs as keyword arrays):
@@ -50,7 +50,7 @@ class InputError(ValueError):
 
 def _validate(where, params, inputs, param_names, input_names):
     """Find what is wrong with the arrays passed in (names, shapes, dtypes, label ranges) and say so;
-    return the symbolic sizes, e.g. {"B": 64}. Each function checks the common case inline first."""
+    return the symbolic sizes, e.g. {"B": 64}. _arrays checks the common case first."""
     dims = _validate_fully(where, params, inputs, param_names, input_names)
     for name in input_names:
         if name in LABEL_CLASSES:
@@ -141,6 +141,41 @@ def _fresh(name, shape):
     return None
 
 
+def _arrays(where, params, inputs, training):
+    """The arrays a function reads (and the sizes they bind), checked against what the
+    module was compiled for with a few attribute reads; anything else goes to _validate,
+    which says precisely what is wrong. `training`: with what only the loss reads."""
+    try:
+        x = inputs['x']
+        w = params['w']
+        b = params['b']
+        B = x.shape[0]
+        ok = (len(inputs) == (2 if training else 1)
+              and B > 0
+              and x.shape == (B, 3)
+              and x.dtype == DTYPE
+              and w.shape == (3,)
+              and w.dtype == DTYPE
+              and b.shape == ()
+              and b.dtype == DTYPE)
+        if training:
+            t = inputs['t']
+            ok = (ok and t.shape == (B,)
+                  and t.dtype == DTYPE)
+        else:
+            t = None
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = _validate(where, params, inputs, ['w', 'b'], ['x', 't'] if training else ['x'])
+        B = dims['B']
+        x = inputs['x']
+        w = params['w']
+        b = params['b']
+        t = inputs['t'] if training else None
+    return B, x, t, w, b
+
+
 def forward(params, **inputs):
     """The model's outputs, for inference: no loss and no backward work.
 
@@ -149,26 +184,7 @@ def forward(params, **inputs):
     Returns:
         o: (B,) float64
     """
-    try:  # the arrays are what the module was compiled for?
-        x = inputs['x']
-        w = params['w']
-        b = params['b']
-        B = x.shape[0]
-        ok = (len(inputs) == 1
-              and B > 0
-              and x.shape == (B, 3)
-              and x.dtype == DTYPE
-              and w.shape == (3,)
-              and w.dtype == DTYPE
-              and b.shape == ()
-              and b.dtype == DTYPE)
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        dims = _validate('forward', params, inputs, ['w', 'b'], ['x'])
-        x = inputs['x']
-        w = params['w']
-        b = params['b']
+    _, x, _, w, b = _arrays('forward', params, inputs, training=False)
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
@@ -184,39 +200,15 @@ def loss(params, **inputs):
     Returns:
         loss: scalar float64
     """
-    try:  # the arrays are what the module was compiled for?
-        x = inputs['x']
-        t = inputs['t']
-        w = params['w']
-        b = params['b']
-        B = x.shape[0]
-        ok = (len(inputs) == 2
-              and B > 0
-              and x.shape == (B, 3)
-              and x.dtype == DTYPE
-              and t.shape == (B,)
-              and t.dtype == DTYPE
-              and w.shape == (3,)
-              and w.dtype == DTYPE
-              and b.shape == ()
-              and b.dtype == DTYPE)
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        dims = _validate('loss', params, inputs, ['w', 'b'], ['x', 't'])
-        B = dims['B']
-        x = inputs['x']
-        t = inputs['t']
-        w = params['w']
-        b = params['b']
+    B, x, t, w, b = _arrays('loss', params, inputs, training=True)
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
     o -= t  # in place: o is not read again
-    plus = o  # (B,)  neuron.py:11
+    o_plus = o  # (B,)  neuron.py:11
     del o
-    loss = (plus**2).sum()/B  # ()  neuron.py:11
-    del plus
+    loss = (o_plus**2).sum()/B  # ()  neuron.py:11
+    del o_plus
     return loss
 
 
@@ -226,56 +218,31 @@ def loss_and_grad(params, *, workspace=None, **inputs):
     Inputs:
         x: (B, 3) float64
         t: (B,) float64
-    workspace: optional Workspace(); large products and gradients are then written into
-        its arrays, kept from call to call (what the previous call returned is overwritten)
+    workspace: accepted and unused: no product here is large enough to keep between calls
     Returns:
         loss: scalar float64, and the gradient of each parameter:
         'w': (3,) float64
         'b': () float64
     """
-    try:  # the arrays are what the module was compiled for?
-        x = inputs['x']
-        t = inputs['t']
-        w = params['w']
-        b = params['b']
-        B = x.shape[0]
-        ok = (len(inputs) == 2
-              and B > 0
-              and x.shape == (B, 3)
-              and x.dtype == DTYPE
-              and t.shape == (B,)
-              and t.dtype == DTYPE
-              and w.shape == (3,)
-              and w.dtype == DTYPE
-              and b.shape == ()
-              and b.dtype == DTYPE)
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        dims = _validate('loss_and_grad', params, inputs, ['w', 'b'], ['x', 't'])
-        B = dims['B']
-        x = inputs['x']
-        t = inputs['t']
-        w = params['w']
-        b = params['b']
+    B, x, t, w, b = _arrays('loss_and_grad', params, inputs, training=True)
 
     # ---- forward -----------------------------------------------------------------------------------
     o = 0.5*np.tanh(0.5*(x @ w + b)) + 0.5  # (B,)  neuron.py:10
-    plus = o - t  # (B,)  neuron.py:11
-    loss = (plus**2).sum()/B  # ()  neuron.py:11
+    o_plus = o - t  # (B,)  neuron.py:11
+    loss = (o_plus**2).sum()/B  # ()  neuron.py:11
 
     # ---- backward ----------------------------------------------------------------------------------
-    # grad of neuron.py:11: loss = mse(o, t)
-    plus *= 2/B  # in place: plus is not read again
-    d_o = plus  # (B,)
-    del plus
+    # grad of neuron.py:11: loss = mse(o, t)  [loss = Σ_{axis 0}((o - t)**2)/B]
+    o_plus *= 2/B  # in place: o_plus is not read again
+    d_o = o_plus  # (B,)
+    del o_plus
     # grad of neuron.py:10: o = sigmoid(x @ w + b)  [o = σ(b + x·w)]
     d_o *= o*(1 - o)  # in place: d_o is not read again
-    d_plus = d_o  # (B,)
+    d_b_plus = d_o  # (B,)
     del o, d_o
-    d_w = x.T @ d_plus  # (3,)
-    d_b = d_plus.sum()  # ()
-    del d_plus
+    d_w = x.T @ d_b_plus  # (3,)
+    d_b = d_b_plus.sum()  # ()
+    del d_b_plus
 
     return loss, {
         'w': d_w,
