@@ -54,7 +54,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
         head = prologue.standalone_prologue(graph, arrays, names)
     else:
         check = check or prologue.plan_checks({sched.program.name: arrays})[sched.program.name]
-        head = [prologue.call_line(sched.program.name, *check, names, arrays)]
+        head = prologue.call_line(sched.program.name, *check, names, arrays)
     decisions = plan(sched, graph, printer, workspace)
     writer = _Writer(graph, sched, printer, names, dtype, decisions,
                      namer.fresh("buffer") if decisions.uses_workspace else None)

@@ -80,7 +80,7 @@ def plan_checks(arrays: dict[str, Arrays]) -> dict[str, tuple[Check, bool]]:
     return {fn: (next(c for c in checks if c.large.loads == a.loads), True) for fn, a in arrays.items()}
 
 
-def call_line(fn_name: str, check: Check, training: bool, names: dict, used: Arrays) -> str:
+def call_line(fn_name: str, check: Check, training: bool, names: dict, used: Arrays) -> list[str]:
     """`B, x, y, W = _arrays('loss', params, inputs, training=True)`, `_` for what `used` lacks."""
     wanted = {leaf.symbol for leaf in used.loads} | set(used.dims)
     targets = []
@@ -91,7 +91,7 @@ def call_line(fn_name: str, check: Check, training: bool, names: dict, used: Arr
             targets.append(names[item.symbol] if item.symbol in wanted else "_")
     flag = f", training={training}" if check.flag else ""
     call = f"{check.name}({fn_name!r}, params, inputs{flag})"
-    return f"{', '.join(targets)} = {call}" if targets else call
+    return wrap("", targets, f" = {call}") if targets else [call]
 
 
 def check_function(check: Check, names: dict) -> list[str]:
@@ -128,7 +128,23 @@ def check_function(check: Check, names: dict) -> list[str]:
                      + (" if training else None" if leaf in check.extra else ""))
     returned = [d if isinstance(d, str) else var[d] for d in check.returns()]
     if returned:
-        lines.append(f"    return {', '.join(returned)}")
+        lines += wrap("    return ", returned, "")
+    return lines
+
+
+def wrap(head: str, items: list[str], tail: str, width: int = 100) -> list[str]:
+    """`head a, b, c tail` on one line, or in parentheses over as many lines as it takes."""
+    line = f"{head}{', '.join(items)}{tail}"
+    if len(line) <= width or len(items) < 2:
+        return [line]
+    lines, current = [], head + "("
+    for i, item in enumerate(items):
+        text = item + ("," if i < len(items) - 1 else ")" + tail)
+        if len(current) + len(text) + 1 > width and current.strip() not in ("", "("):
+            lines.append(current.rstrip())
+            current = " " * (len(head) + 1)
+        current += text + " "
+    lines.append(current.rstrip())
     return lines
 
 
