@@ -10,6 +10,7 @@ import sympy as sp
 
 from ..dag import substitute
 from ..graph import Graph
+from ..mathtext import MathPrinter
 from ..ops import rule_for
 from ..schedule import Schedule
 from ..shapes import Shape, fmt
@@ -207,7 +208,6 @@ def node_math(node, named: dict, limit: int = 72, truncate: bool = True) -> str:
     (cut at `limit` characters, or left out when longer and not `truncate`)."""
     if node is None or node not in named:
         return ""
-    from ..explain import MathPrinter
     memo: dict = {}
     body = node.func(*[substitute(a, named, memo) for a in node.args])
     text = f"{named[node].name} = {MathPrinter({}).doprint(body)}"
