@@ -9,6 +9,7 @@ import graphviz
 
 from .emit import value_names
 from .errors import ModelError
+from .shapes import fmt
 
 COLOURS = {"leaf": "#e8e8e8", "forward": "#cfe3ff", "backward": "#ffd9b3"}
 
@@ -27,7 +28,7 @@ def dot_source(compiled) -> str:
         used |= step.statement.expr.free_symbols
     for leaf in graph.leaves.values():
         if leaf.symbol in used:
-            g.node(names[leaf.symbol], f"{leaf.name}\n{leaf.kind} {_shape(leaf.shape)}",
+            g.node(names[leaf.symbol], f"{leaf.name}\n{leaf.kind} {fmt(leaf.shape)}",
                    fillcolor=COLOURS["leaf"], tooltip=f"line {leaf.line}: {graph.source_line(leaf.line)}")
     for step in sched.steps:
         st = step.statement
@@ -38,7 +39,7 @@ def dot_source(compiled) -> str:
                  "tooltip": f"line {st.line}: {graph.source_line(st.line)}" if st.line else name}
         if st.kind == "shared":
             attrs["peripheries"] = "2"
-        g.node(name, f"{name}\n{op} {_shape(graph.shapes(st.target))}", **attrs)
+        g.node(name, f"{name}\n{op} {fmt(graph.shapes(st.target))}", **attrs)
         for sym in sorted(st.expr.free_symbols, key=lambda s: names.get(s, s.name)):
             if sym in names:
                 g.edge(names[sym], name, color="#d9822b" if kind == "backward" else "#4a7bd0")
@@ -48,10 +49,6 @@ def dot_source(compiled) -> str:
         if sym in names:
             g.edge(names[sym], "loss (returned)")
     return g.source
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def render(compiled, path: str) -> str:

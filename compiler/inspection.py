@@ -4,19 +4,18 @@ Everything here reads the stages' plain data (Graph, Schedule); nothing changes 
 """
 from __future__ import annotations
 
-import math
+import os
 import time
 
 import sympy as sp
 
-from . import naming
-from .emit import render_snippet
 from .dag import forward_nodes, tensor_operands, toposort
+from .emit import naming, render_snippet
 from .errors import ModelError
 from .optimize import Program, closure, count_ops
 from .ops import rule_for
 from .schedule import peak_bytes, schedule
-from .shapes import Shape
+from .shapes import fmt_typed, numel
 
 
 def _short_dtype(dtype: str) -> str:
@@ -31,7 +30,7 @@ def ir_lines(graph, dtype: str = "float64") -> list[str]:
     lines = []
     for leaf in graph.leaves.values():
         kind = "i64" if leaf.kind == "labels" else _short_dtype(dtype)
-        lines.append(f"{leaf.name}: {kind}[{','.join(map(str, leaf.shape))}] = {leaf.kind}"
+        lines.append(f"{leaf.name}: {fmt_typed(leaf.shape, kind)} = {leaf.kind}"
                      + (f" {leaf.init}" if leaf.init else "") + f"  # {_where(graph, leaf.line)}")
     for node in _by_line(forward_nodes(roots), graph):
         names[node] = namer.fresh(graph.hints.get(node) or naming.op_name(node))
@@ -43,7 +42,7 @@ def ir_lines(graph, dtype: str = "float64") -> list[str]:
             text += " [" + ", ".join(str(x) for x in static) + "]"
         shape = graph.shapes(node)
         loss = "   <- loss" if node == graph.loss else ""
-        lines.append(f"{names[node]}: {_short_dtype(dtype)}[{','.join(map(str, shape))}] = "
+        lines.append(f"{names[node]}: {fmt_typed(shape, _short_dtype(dtype))} = "
                      f"{type(node).__name__} {text}  # {_where(graph, graph.lines.get(node, 0))}{loss}")
     return lines
 
@@ -54,7 +53,6 @@ def _by_line(order: list, graph) -> list:
 
 
 def _where(graph, line: int) -> str:
-    import os
     return f"{os.path.basename(graph.path)}:{line}" if line else "(derived)"
 
 
@@ -84,14 +82,10 @@ def show_forward(compiled) -> str:
 
 # ---- statistics ------------------------------------------------------------------------------
 
-def _size(shape: Shape, sizes: dict) -> int:
-    return math.prod(sizes.get(d, 1) if isinstance(d, str) else d for d in shape)
-
-
 def flops(expr: sp.Basic, shapes, sizes: dict) -> int:
     """Floating-point operations of one statement, as each op's rule counts them (2nmk for a
     matrix product, one per element reduced, none for a view, one per output element otherwise)."""
-    return sum(rule_for(node).cost(node, shapes, lambda shape: _size(shape, sizes))
+    return sum(rule_for(node).cost(node, shapes, lambda shape: numel(shape, sizes))
                for node in forward_nodes([expr]))
 
 
@@ -106,8 +100,8 @@ def naive_gradient_size(graph) -> int | None:
 def stats(compiled, batch: int = 1) -> dict:
     graph = compiled.graph
     sched = compiled.schedules["loss_and_grad"]
-    sizes = {s.name: batch for s in graph.shapes._shapes if getattr(s, "is_Symbol", False)
-             and s.is_integer}
+    # every symbolic size (declared in an input's shape) is the batch size here
+    sizes = {d: batch for leaf in graph.leaves.values() for d in leaf.shape if isinstance(d, str)}
     sizes.setdefault("B", batch)
     fwd = [s.statement for s in sched.steps if not s.statement.backward]
     bwd = [s.statement for s in sched.steps if s.statement.backward]
