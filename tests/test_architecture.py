@@ -164,6 +164,21 @@ def cycles(graph: dict[str, list[str]]) -> list[list[str]]:
     return sorted(out)
 
 
+def shortest_cycle(graph: dict[str, list[str]], members: list[str]) -> list[str]:
+    """One shortest cycle through the first of `members` (a strongly connected component)."""
+    start, inside = members[0], set(members)
+    paths, queue = {start: [start]}, [start]
+    while queue:
+        v = queue.pop(0)
+        for w in graph.get(v, ()):
+            if w == start:
+                return paths[v] + [start]
+            if w in inside and w not in paths:
+                paths[w] = paths[v] + [w]
+                queue.append(w)
+    return members
+
+
 def is_private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
@@ -220,7 +235,8 @@ def test_compiler_import_graph_has_no_cycles():
         edges = {(i.source, i.target): i for i in all_imports(("compiler",))}
         report = []
         for component in found:
-            report.append("cycle among " + ", ".join(component) + ":")
+            report.append("cycle among " + ", ".join(component) + ", e.g. "
+                          + " -> ".join(shortest_cycle(graph, component)) + "; its edges:")
             members = set(component)
             for source in component:
                 for target in graph[source]:
@@ -272,6 +288,7 @@ def test_the_checks_see_the_imports():
     assert "compiler.inspection" in graph["compiler.explain"]
     assert any(t.startswith("compiler.dsl") for t in graph["compiler.trace"])
     assert cycles({"a": ["b"], "b": ["a"], "c": ["a"]}) == [["a", "b"]]
+    assert shortest_cycle({"a": ["b"], "b": ["c", "a"], "c": ["a"]}, ["a", "b", "c"]) == ["a", "b", "a"]
     assert not is_private("__version__") and is_private("_shape")
 
 
