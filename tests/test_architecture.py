@@ -12,7 +12,8 @@ Nodes of the import graph are modules by dotted name; a package's `__init__.py` 
 package itself (`compiler.emit`), and `from .emit import naming` is an edge to `compiler.emit.naming`
 when that is a module, to `compiler.emit` when `naming` is a name defined in its `__init__`.
 
-`python tests/test_architecture.py` prints the import graph (module -> modules it imports), for docs.
+`python tests/test_architecture.py [compiler|symgrad|runtime|benchmarks]` prints the import graph
+(module -> the project's modules it imports), for docs.
 """
 from __future__ import annotations
 
@@ -123,9 +124,9 @@ def all_imports(packages=PACKAGES) -> list[Import]:
 
 def import_graph(prefix: str = "compiler") -> dict[str, list[str]]:
     """module -> the project modules it imports (module-level and function-level), sorted."""
-    modules = module_files()
+    modules = module_files(PACKAGES + ("benchmarks",))
     graph = {m: set() for m in modules if m == prefix or m.startswith(prefix + ".")}
-    for imp in all_imports():
+    for imp in all_imports(PACKAGES + ("benchmarks",)):
         if imp.source in graph and imp.target in modules:
             graph[imp.source].add(imp.target)
     return {m: sorted(t) for m, t in sorted(graph.items())}
