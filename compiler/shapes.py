@@ -22,6 +22,11 @@ def fmt(shape: Shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
+def fmt_typed(shape: Shape, element: str) -> str:
+    """The IR listing's compact notation with the element type: `f64[B,128]`, `i64[B]`, `f64[]`."""
+    return f"{element}[{','.join(str(d) for d in shape)}]"
+
+
 def dim_symbol(name: str) -> sp.Symbol:
     """The SymPy symbol of a symbolic size; it is bound at run time from the inputs' shapes."""
     return sp.Symbol(name, integer=True, positive=True)
