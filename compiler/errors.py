@@ -21,5 +21,14 @@ class ModelError(Exception):
         return "\n".join(lines)
 
 
+class NumpyOnTracedValue(ModelError):
+    """A NumPy function applied to a traced value. The language layer raises it without a fix; the
+    tracer, which knows the whole model language, adds the fix (the symgrad function to use)."""
+
+    def __init__(self, problem: str, *, function: str, **kw):
+        self.function = function
+        super().__init__(problem, **kw)
+
+
 class CompileError(Exception):
     """An internal limit of the compiler (not the user's fault), e.g. a node with no VJP rule."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import inspect
 
+from . import dsl
+from . import ops as P
+
 # NumPy names whose symgrad spelling differs. Each target is checked against compiler.dsl at call
 # time, so a stale entry falls back to "symgrad has no such op" instead of naming a missing function.
 NUMPY_ALIASES = {
@@ -40,7 +43,6 @@ NUMPY_OPERATORS = {
 
 def dsl_exports() -> list[str]:
     """What `from compiler.dsl import *` gives a model file, read now (not cached)."""
-    from . import dsl
     return list(dsl.__all__)
 
 
@@ -52,8 +54,6 @@ def exists(name: str) -> bool:
 def elementwise_functions() -> list[str]:
     """The exported elementwise functions: the registry's elementwise primitives, plus functions
     written by hand in compiler.dsl whose docstring says they are elementwise (sqrt)."""
-    from . import dsl
-    from . import ops as P
     public = {rule.public for rule in P.REGISTRY.values() if rule.public and rule.elementwise}
     out = []
     for name in dsl_exports():
@@ -68,7 +68,6 @@ def elementwise_functions() -> list[str]:
 
 def reductions() -> list[str]:
     """The exported reductions: functions that take `axis` and `keepdims` (sum, mean, amax, ...)."""
-    from . import dsl
     out = []
     for name in dsl_exports():
         fn = getattr(dsl, name, None)

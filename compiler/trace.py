@@ -12,7 +12,7 @@ import traceback
 from . import hints
 from .dsl import Tensor
 from .dsl.recording import Recorder, recording
-from .errors import ModelError
+from .errors import ModelError, NumpyOnTracedValue
 from .graph import Graph
 from .shapes import fmt
 
@@ -35,6 +35,9 @@ def run_model(code, path: str, rec: Recorder) -> dict:
     with recording(rec):
         try:
             exec(code, namespace)
+        except NumpyOnTracedValue as e:  # the fix names the model language's own function
+            raise ModelError(e.problem, op=e.op, where=e.where, shapes=e.shapes,
+                             fix=hints.numpy_fix(e.function)) from None
         except ModelError:
             raise
         except Exception as e:  # the user's own Python failed: point at their line, not ours

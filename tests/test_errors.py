@@ -146,7 +146,7 @@ def test_stale_module_is_refused(tmp_path, monkeypatch):
 
 
 def test_cli_reports_model_error_without_traceback(tmp_path, capsys):
-    from compiler.cli import main
+    from symgrad.cli import main
     path = tmp_path / "bad.py"
     path.write_text(PRELUDE + 'x = Input("x", ("B", 3))\nloss = x\n')
     assert main(["compile", str(path), "-o", str(tmp_path / "out.py")]) == 2

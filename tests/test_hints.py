@@ -25,7 +25,7 @@ import pytest
 import compiler
 import compiler.dsl as dsl
 from compiler import ModelError, hints
-from compiler.cli import build_parser
+from symgrad.cli import build_parser
 from helpers import PRELUDE, ROOT
 
 PLACEHOLDER = "{…}"  # what an f-string's {expression} becomes in the collected text
@@ -123,11 +123,12 @@ def _generated_source(tmp_path_factory) -> str:
 def static_hints(generated: str) -> list[tuple[str, str, str]]:
     found = []
     for path in sorted(glob.glob(os.path.join(ROOT, "compiler", "**", "*.py"), recursive=True)
-                       + glob.glob(os.path.join(ROOT, "runtime", "*.py"))):
+                       + glob.glob(os.path.join(ROOT, "runtime", "*.py"))
+                       + glob.glob(os.path.join(ROOT, "symgrad", "*.py"))):
         with open(path, encoding="utf-8") as f:
             found += hints_in_python(f.read(), os.path.relpath(path, ROOT))
     found += hints_in_python(generated, "generated module (module.py.j2)")
-    for path in sorted(glob.glob(os.path.join(ROOT, "compiler", "templates", "*.j2"))):
+    for path in sorted(glob.glob(os.path.join(ROOT, "compiler", "**", "templates", "*.j2"), recursive=True)):
         found += hints_in_template(path)
     return found
 

@@ -8,7 +8,7 @@ import pytest
 
 import compiler
 import runtime
-from compiler.cli import main
+from symgrad.cli import main
 from runtime import checkpoint as ckpt
 from runtime.data import Dataset, DataError, from_csv, from_npz
 from runtime.train import NonFiniteError, TrainConfig, train

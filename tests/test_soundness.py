@@ -86,7 +86,7 @@ def test_written_out_forms_are_stabilised(tmp_path, expr, want, grad):
 
 
 def _symgrad(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "compiler.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "symgrad", *args], cwd=cwd, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": ROOT})
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import sympy as sp
 
 from .. import ops as P
+from ..errors import NumpyOnTracedValue
 from ..graph import Leaf
-from ..hints import numpy_fix
 from ..shapes import Shape, ShapeMismatch, broadcast, dim_expr, fmt, is_outer_broadcast
 from .recording import error, recorder
 
@@ -103,13 +103,15 @@ class Tensor:
         self._refuse("np.* (NumPy function)", "use symgrad's functions (exp, log, sum, ...) "
                      "from compiler.dsl instead of NumPy's on traced values")
 
+    def _refuse_numpy(self, name: str):
+        raise NumpyOnTracedValue(f"np.{name} on a traced value {fmt(self.shape)}", function=name,
+                                 op="tracing", where=recorder().where())
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        self._refuse(f"np.{ufunc.__name__}",
-                     numpy_fix(ufunc.__name__))
+        self._refuse_numpy(ufunc.__name__)
 
     def __array_function__(self, func, types, args, kwargs):
-        self._refuse(f"np.{func.__name__}",
-                     numpy_fix(func.__name__))
+        self._refuse_numpy(func.__name__)
 
 
 class Condition:
