@@ -1,6 +1,7 @@
 """The op registry: every op head and its `Rule` (see rule.py), one file per op family.
 
-    elementwise.py  Add, Mul, Pow, exp, log, tanh (SymPy's own) and the activations, masks, routers
+    elementwise.py  Add, Mul, Pow, exp, log, tanh (SymPy's own), abs, max/min, masks and routers
+    activations.py  sigmoid, softplus, gelu, silu, relu, leaky_relu, elu
     linalg.py       matrix products, their adjoints, the transpose
     reductions.py   sums and maxima over axes and their adjoints: size-1 axes inserted and dropped,
                     broadcasts; conform (shapes kept through SymPy's algebra) and unbroadcast
@@ -8,14 +9,15 @@
     layers.py       convolution windows and dropout masks
 
 `REGISTRY` maps each head to its Rule; a head missing from it is an unsupported op. `PUBLIC` maps
-the model-file language's names to rules: adding an activation to elementwise.py is all it takes.
+the model-file language's names to rules: adding an activation to activations.py is all it takes.
 """
 from __future__ import annotations
 
 from .rule import (REGISTRY, Check, Elementwise, IncompleteRule, Op, Rule, axes_arg, missing,
                    register, rule_for)
-from .elementwise import (absolute, elu, equal, leaky_relu, maximum, minimum, nonzero, positive,
-                          relu, select, sigmoid, softplus, stop_gradient, unless_zero)
+from .elementwise import (absolute, equal, maximum, minimum, nonzero, positive, select, stop_gradient,
+                          unless_zero)
+from .activations import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
 from .linalg import contract_leading, matmul, ones, outer, transpose
 from .reductions import (ShapeChanged, broadcast_to, conform, expand_dims, full_shape, reduce_max,
                          reduce_sum, squeeze, unbroadcast)
@@ -35,8 +37,8 @@ __all__ = [
     "REGISTRY", "PUBLIC", "Check", "Elementwise", "IncompleteRule", "Op", "Rule", "ShapeChanged",
     "axes_arg", "conform", "full_shape", "is_singular", "missing", "register", "rule_for", "unbroadcast",
     # heads
-    "absolute", "broadcast_to", "contract_leading", "elu", "equal", "expand_dims", "keep_mask",
+    "absolute", "broadcast_to", "contract_leading", "elu", "equal", "expand_dims", "gelu", "keep_mask",
     "leaky_relu", "matmul", "maximum", "minimum", "nonzero", "one_hot", "ones", "outer", "pick",
-    "positive", "reduce_max", "reduce_sum", "relu", "reshape", "select", "sigmoid", "softplus",
+    "positive", "reduce_max", "reduce_sum", "relu", "reshape", "select", "sigmoid", "silu", "softplus",
     "squeeze", "stop_gradient", "transpose", "unless_zero", "unwindows", "windows",
 ]

@@ -1,0 +1,170 @@
+"""Activations: the nonlinearities a layer applies, each one elementwise class with its derivative
+(`fdiff`, or `vjp` where the output can be reused), NumPy code, eager evaluation, math and check.
+
+Adding an activation means adding one class here; the model-file language picks it up by its
+`public` name, and `init_family` sets the weight init of a `linear` layer right before it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
+
+from .elementwise import select
+from .rule import Check, Elementwise, arg, register
+
+
+@register
+class sigmoid(Elementwise):
+    """σ(x) = 1/(1 + e^-x), computed as (1 + tanh(x/2))/2: one transcendental, no overflow; its
+    derivative reuses the output."""
+    temp, math = "sigmoid", ("σ({0})", r"\sigma\left({0}\right)")
+    public, init_family = "sigmoid", "xavier"
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(sigmoid(a) * a)",
+                  edges=((0.0, 0.25), (40.0, 0.0), (-800.0, 0.0)))
+    precedence = PRECEDENCE["Add"]
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    @staticmethod
+    def eager(x):
+        e = np.exp(-np.abs(x))  # never overflows: e <= 1
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+    def _numpycode(self, p):
+        return f"0.5*np.tanh(0.5*{arg(p, self.args[0], PRECEDENCE['Mul'], False)}) + 0.5"
+
+
+# GELU's tanh approximation (as in GPT-2 and torch's approximate="tanh"): NumPy has no erf
+_GELU_C, _GELU_K = sp.Float(0.7978845608028654), sp.Float(0.044715)   # sqrt(2/pi), cubic term
+
+
+@register
+class gelu(Elementwise):
+    """x·Φ(x) ≈ x/2·(1 + tanh(√(2/π)(x + 0.044715x³))): the smooth ReLU of transformers."""
+    temp, math = "gelu", ("gelu({0})", r"\operatorname{{GELU}}\left({0}\right)")
+    public, init_family = "gelu", "he"
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(gelu(a) * a)",
+                  edges=((0.0, 0.5), (20.0, 1.0), (-20.0, 0.0)))
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        t = sp.tanh(_GELU_C * (x + _GELU_K * x**3))
+        return (1 + t) / 2 + x * (1 - t**2) * _GELU_C * (1 + 3 * _GELU_K * x**2) / 2
+
+    @staticmethod
+    def eager(x):
+        return 0.5 * x * (1 + np.tanh(float(_GELU_C) * (x + float(_GELU_K) * x**3)))
+
+    def _numpycode(self, p):
+        x = arg(p, self.args[0], PRECEDENCE["Pow"], False)
+        return f"0.5*{x}*(1 + np.tanh({float(_GELU_C)!r}*({x} + {float(_GELU_K)!r}*{x}**3)))"
+
+
+@register
+class silu(Elementwise):
+    """x·σ(x) (swish): its derivative σ(x)·(1 + x·(1 − σ(x))) reuses the sigmoid."""
+    temp, math = "silu", ("silu({0})", r"\operatorname{{SiLU}}\left({0}\right)")
+    public, init_family = "silu", "he"
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(silu(a) * a)",
+                  edges=((0.0, 0.5), (40.0, 1.0), (-800.0, 0.0)))
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        s = sigmoid(x)
+        return s * (1 + x * (1 - s))
+
+    @staticmethod
+    def eager(x):
+        return x * sigmoid.eager(x)
+
+    def _numpycode(self, p):
+        x = arg(p, self.args[0], PRECEDENCE["Mul"], False)
+        return f"{x}*(0.5*np.tanh(0.5*{x}) + 0.5)"
+
+
+@register
+class softplus(Elementwise):
+    """log(1 + e^x) via logaddexp: finite for any x; derivative σ(x)."""
+    temp, math = "softplus", ("softplus({0})", r"\operatorname{{softplus}}\left({0}\right)")
+    public, init_family = "softplus", "he"
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(softplus(a) * a)",
+                  edges=((0.0, 0.5), (-800.0, 0.0), (800.0, 1.0)))
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    @staticmethod
+    def eager(x):
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+    def _numpycode(self, p):
+        return f"np.logaddexp(0, {p._print(self.args[0])})"
+
+
+@register
+class relu(Elementwise):
+    """max(x, 0); relu'(0) = 0 by convention."""
+    temp, math = "relu", ("relu({0})", r"\operatorname{{relu}}\left({0}\right)")
+    public, init_family = "relu", "he"
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(relu(a) * a)", edges=((0.0, 0.0), (1.0, 1.0)))
+
+    def fdiff(self, argindex=1):
+        return select(self.args[0], 1, 0)
+
+    def vjp(self, g, shape):
+        return (select(self.args[0], g, 0),)
+
+    @staticmethod
+    def eager(x):
+        return np.where(x > 0, x, 0.0)
+
+    def _numpycode(self, p):
+        return f"np.maximum({p._print(self.args[0])}, 0)"
+
+
+@register
+class leaky_relu(Elementwise):
+    """x for x > 0, alpha·x otherwise; the derivative at 0 is alpha."""
+    temp, math = "leaky", ("leaky_relu({0}, {1})", r"\operatorname{{leaky}}_{{{1}}}\left({0}\right)")
+    public, init_family, static = "leaky_relu", "he", (("alpha", 0.01),)
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(leaky_relu(a, alpha=0.1) * a)",
+                  edges=((0.0, 0.01), (2.0, 1.0)))
+
+    def fdiff(self, argindex=1):
+        return select(self.args[0], 1, self.args[1])
+
+    def vjp(self, g, shape):
+        return (select(self.args[0], g, self.args[1] * g),)
+
+    @staticmethod
+    def eager(x, alpha):
+        return np.where(x > 0, x, alpha * x)
+
+    def _numpycode(self, p):
+        x, alpha = p._print(self.args[0]), p._print(self.args[1])
+        return f"np.where({x} > 0, {x}, {alpha} * {x})"
+
+
+@register
+class elu(Elementwise):
+    """x for x > 0, alpha·(e^x − 1) otherwise; its derivative there reuses the output: elu + alpha."""
+    temp, math = "elu", ("elu({0}, {1})", r"\operatorname{{elu}}_{{{1}}}\left({0}\right)")
+    public, init_family, static = "elu", "he", (("alpha", 1.0),)
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(elu(a) * a)",
+                  edges=((0.0, 1.0), (-800.0, 0.0)))
+
+    def fdiff(self, argindex=1):
+        return select(self.args[0], 1, self + self.args[1])
+
+    def vjp(self, g, shape):
+        return (select(self.args[0], g, g * (self + self.args[1])),)
+
+    @staticmethod
+    def eager(x, alpha):
+        return np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1))
+
+    def _numpycode(self, p):
+        x, alpha = p._print(self.args[0]), p._print(self.args[1])
+        return f"np.where({x} > 0, {x}, {alpha} * np.expm1(np.minimum({x}, 0)))"
