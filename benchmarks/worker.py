@@ -62,7 +62,9 @@ def build(impl, spec, dtype):
         f = model.module.loss_and_grad
         return lambda: f(params, x=x, y=y)
     if impl == "workspace":  # as the trainer calls it: large products and gradients kept between calls
-        f, ws = model.module.loss_and_grad, model.module.Workspace()
+        f, ws = model.module.loss_and_grad, model.workspace()
+        if ws is None:  # the module keeps nothing between calls: the plain step is the trainer's
+            return lambda: f(params, x=x, y=y)
         return lambda: f(params, workspace=ws, x=x, y=y)
     if impl == "generated_forward":
         f = model.module.forward

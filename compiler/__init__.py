@@ -8,7 +8,14 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from .ad import backward
+from .canonical import canonicalize
+from .dag import substitute_until_fixed
+from .emit import render_module
 from .errors import CompileError, ModelError
+from .optimize import build_program, slice_program
+from .schedule import schedule
+from .trace import trace_file, trace_source
 
 __version__ = "0.1.0"
 __all__ = ["compile_file", "compile_source", "compile_model", "Compiled", "ModelError",
@@ -36,14 +43,6 @@ class Compiled:
 def compile_model(path: str, dtype: str = "float64", *, source: str | None = None,
                   display_path: str | None = None) -> Compiled:
     """Run every stage on one model file; the chain of stages reads top to bottom."""
-    from .ad import backward
-    from .canonical import canonicalize
-    from .dag import substitute_until_fixed
-    from .emit import render_module
-    from .optimize import build_program, slice_program
-    from .schedule import schedule
-    from .trace import trace_file, trace_source
-
     if dtype not in DTYPES:
         raise ModelError(f"unsupported dtype {dtype!r}", fix=f"use one of {', '.join(DTYPES)}")
     timings = {}

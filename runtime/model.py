@@ -89,9 +89,17 @@ class Model:
     def loss_and_grad(self, params, **inputs):
         return self.module.loss_and_grad(params, **inputs)
 
-    def step(self, params, **inputs):
+    def workspace(self):
+        """A Workspace for `step`, or None when the module keeps nothing between calls (its products
+        are too small to be worth it, so its loss_and_grad takes no `workspace=`)."""
+        make = getattr(self.module, "Workspace", None)
+        return make() if make is not None else None
+
+    def step(self, params, workspace=None, **inputs):
         """(loss, grads, new_state): the state dict is empty for models without running statistics.
-        Pass workspace=self.module.Workspace() to have large gradients written into its arrays
-        (valid until the next step with it)."""
+        With a `workspace` (see `workspace()`) large gradients are written into its arrays, valid
+        until the next step with it."""
+        if workspace is not None:
+            inputs["workspace"] = workspace
         out = self.module.loss_and_grad(params, **inputs)
         return out if len(out) == 3 else (out[0], out[1], {})

@@ -198,7 +198,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
     started = time.perf_counter()
     result = TrainResult(params, history, checkpoint=ckpt_path)
     epoch_state = rng.bit_generator.state
-    workspace = model.module.Workspace()  # the gradients are used up before the next step
+    workspace = model.workspace()  # the gradients are used up before the next step
     try:
         while epoch < config.epochs:
             epoch_state = rng.bit_generator.state

@@ -47,7 +47,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     """One generated function. `standalone` code reads symbolic sizes off its inputs instead of
     calling the module's check function `check` ((prologue.Check, training flag); by default one
     of its own). A `workspace` function may write its large products into arrays the caller keeps
-    from call to call (see Workspace): it takes `workspace=` when its plan writes into one."""
+    from call to call (see Workspace): it takes `workspace=` only when its plan writes into one."""
     names, namer = value_names(graph, sched)
     printer = Printer(names, graph.shapes)
     arrays = prologue.arrays_of(graph, sched)
@@ -64,9 +64,9 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     if decisions.uses_workspace:
         body.insert(0, f"{writer.buffer_fn} = _fresh if workspace is None else workspace"
                        "  # where large products go")
-    doc = _doc(sched.program.name, graph, arrays.inputs, dtype, workspace, decisions.uses_workspace)
+    doc = _doc(sched.program.name, graph, arrays.inputs, dtype, decisions.uses_workspace)
     fn = FunctionCode(sched.program.name, summary, doc, [p.name for p in arrays.params],
-                      [i.name for i in arrays.inputs], head, body, ret, workspace)
+                      [i.name for i in arrays.inputs], head, body, ret, decisions.uses_workspace)
     return fn, printer.helpers
 
 
@@ -239,17 +239,15 @@ def materialize(printer: Printer, expr: sp.Expr, shape: Shape, graph: Graph) -> 
     return text
 
 
-def _doc(name: str, graph: Graph, inputs, dtype: str, workspace: bool, uses: bool) -> list[str]:
+def _doc(name: str, graph: Graph, inputs, dtype: str, workspace: bool) -> list[str]:
     lines = ["Inputs:" if inputs else "Inputs: none"]
     for leaf in inputs:
         kind = {"labels": f"int64 labels in [0, {leaf.classes})",
                 "seed": "int64 seed of the dropout masks"}.get(leaf.kind, dtype)
         lines.append(f"    {leaf.name}: {fmt(leaf.shape)} {kind}")
-    if workspace and uses:
+    if workspace:
         lines += ["workspace: optional Workspace(); large products and gradients are then written into",
                   "    its arrays, kept from call to call (what the previous call returned is overwritten)"]
-    elif workspace:  # accepted all the same, so that a trainer calls every module alike
-        lines += ["workspace: accepted and unused: no product here is large enough to keep between calls"]
     lines.append("Returns:")
     if name == "forward":
         lines += [f"    {k}: {fmt(shape)} {dtype}" for k, (_, shape) in graph.outputs.items()]

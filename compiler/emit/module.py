@@ -80,4 +80,5 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
         ops=header_numbers(graph, schedules["loss_and_grad"], dtype), notes=notes, params=params,
         states=states, inputs=inputs, outputs=outputs,
         outputs_doc="{" + ", ".join(f"{k!r}: array" for k in graph.outputs) + "}",
-        helpers=_helpers(helpers), checks=check_sources, functions=functions)
+        helpers=_helpers(helpers), checks=check_sources, functions=functions,
+        workspace=any(fn.workspace for fn in functions))

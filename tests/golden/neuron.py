@@ -10,8 +10,7 @@ Memory:        loss_and_grad keeps at most ~24 bytes per sample + 24 bytes alive
 Functions (all take `params`, a dict name -> array, and the inputs as keyword arrays):
     forward(params, **inputs)        -> {'o': array}
     loss(params, **inputs)           -> scalar loss
-    loss_and_grad(params, *, workspace=None, **inputs)
-                                     -> (loss, {param name: gradient})
+    loss_and_grad(params, **inputs)  -> (loss, {param name: gradient})
 """
 import numpy as np
 
@@ -120,27 +119,6 @@ def _match(where, kind, name, value, shape, dtype, dims):
                          f"compiled for {dtype}; cast with .astype(np.{dtype}){again}")
 
 
-class Workspace:
-    """Arrays that `loss_and_grad(params, workspace=w, ...)` keeps from call to call: its large
-    matrix products and gradients are written into memory already in use instead of fresh pages
-    every step. What a call returns is overwritten by the next call with the same workspace, so use
-    it (or copy it) first. Use one workspace per thread."""
-
-    def __init__(self):
-        self.arrays = {}
-
-    def __call__(self, name, shape):
-        array = self.arrays.get(name)
-        if array is None or array.shape != shape:
-            array = self.arrays[name] = np.empty(shape, DTYPE)
-        return array
-
-
-def _fresh(name, shape):
-    """Without a workspace every result is a new array."""
-    return None
-
-
 def _arrays(where, params, inputs, training):
     """The arrays a function reads (and the sizes they bind), checked against what the
     module was compiled for with a few attribute reads; anything else goes to _validate,
@@ -212,13 +190,12 @@ def loss(params, **inputs):
     return loss
 
 
-def loss_and_grad(params, *, workspace=None, **inputs):
+def loss_and_grad(params, **inputs):
     """The loss and the gradient of every parameter, fused: the backward pass reuses the forward's values.
 
     Inputs:
         x: (B, 3) float64
         t: (B,) float64
-    workspace: accepted and unused: no product here is large enough to keep between calls
     Returns:
         loss: scalar float64, and the gradient of each parameter:
         'w': (3,) float64
