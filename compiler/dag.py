@@ -2,6 +2,7 @@
 
     postorder(roots)              distinct nodes, operands before users
     rewrite(expr, memo, ...)      rebuild bottom-up, replacing nodes (each distinct node visited once)
+    fold(expr, leaf, combine)     a fact computed bottom-up, once per distinct node
     toposort(items, deps, key)    Kahn's order of any dependency graph, ties broken by a key
 
 All three are iterative: deep graphs (a 100-layer tanh chain) must not hit Python's recursion
@@ -92,6 +93,14 @@ def rewrite(expr: sp.Basic, memo: dict, *, before: Callable | None = None,
         memo[node] = value
         stack.pop()
     return memo[expr]
+
+
+def fold(expr: sp.Basic, leaf: Callable, combine: Callable, cache: dict):
+    """A fact about `expr` computed bottom-up, once per distinct node: `leaf(atom)` for atoms,
+    `combine([facts of the operands])` for the rest. Keep `cache` across calls to walk the subtrees
+    several expressions share only once."""
+    return rewrite(expr, cache, before=lambda node: leaf(node) if node.is_Atom else None,
+                   build=lambda node, facts: combine(facts))
 
 
 def substitute(expr: sp.Basic, mapping: dict, memo: dict, shapes=None) -> sp.Basic:

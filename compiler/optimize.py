@@ -13,7 +13,7 @@ import sympy as sp
 
 from .ad import Backward
 from .errors import CompileError
-from .dag import forward_nodes, substitute
+from .dag import fold, forward_nodes, substitute
 from .graph import Graph
 from .ops import conform, ones, reduce_sum, stop_gradient
 from .shapes import ShapeMismatch, broadcast, fmt
@@ -65,44 +65,21 @@ def count_ops(expr: sp.Basic, limit: int | None = None) -> int:
     return n
 
 
-def _summarize(expr, leaf, cache: dict):
-    """A bottom-up fact about `expr` (a frozenset or a bool), computed once per distinct node and
-    kept in `cache` across calls: adjoint expressions share their deep forward subtrees, and walking
-    those again for every adjoint made folding quadratic in depth. `leaf(atom)` gives an atom's fact;
-    a node's fact is the union (or `or`) of its operands'."""
-    stack = [expr]
-    while stack:
-        node = stack[-1]
-        if node in cache:
-            stack.pop()
-            continue
-        if node.is_Atom:
-            cache[node] = leaf(node)
-            stack.pop()
-            continue
-        pending = [a for a in node.args if a not in cache]
-        if pending:
-            stack.extend(pending)
-            continue
-        facts = [cache[a] for a in node.args]
-        cache[node] = frozenset().union(*facts) if isinstance(facts[0], frozenset) else any(facts)
-        stack.pop()
-    return cache[expr]
-
-
 def fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, dict]:
     """Fold trivial and single-use adjoints into their consumers; keep the readable ones named.
 
-    Linear in the size of the graph: the forward subtrees that adjoints read are visited once, not
-    once per adjoint (the memo of the substitution is shared: an adjoint reads only adjoints made
-    before it, so what was substituted stays right)."""
+    Linear in the size of the graph: the forward subtrees that adjoints share are visited once, not
+    once per adjoint (walking them again for every adjoint made folding quadratic in depth). The
+    memo of the substitution is shared too: an adjoint reads only adjoints made before it, so what
+    was substituted stays right."""
     adjoints = list(backward.adjoints)
     defs = {a.symbol: a for a in adjoints}
     reads: dict = {}
     uses: dict = {}
     for a in adjoints:
-        for s in sorted(_summarize(a.expr, lambda x: frozenset((x,)) if x in defs else frozenset(),
-                                   reads), key=lambda s: s.name):
+        read = fold(a.expr, lambda x: frozenset((x,)) if x in defs else frozenset(),
+                    lambda facts: frozenset().union(*facts), reads)
+        for s in sorted(read, key=lambda s: s.name):
             uses.setdefault(s, []).append(a.symbol)
     for s in keep:
         uses.setdefault(s, []).append(None)
@@ -113,8 +90,8 @@ def fold_adjoints(backward: Backward, graph: Graph, keep: set) -> tuple[list, di
     for a in adjoints:  # consumers come after producers: fold in order
         expr = substitute(a.expr, folded, memo, graph.shapes) if folded else a.expr
         users = uses.get(a.symbol, [])
-        trivial = expr.is_Number or expr.is_Symbol or not _summarize(
-            expr, lambda x: x.is_Symbol and not x.is_integer, variable)
+        trivial = expr.is_Number or expr.is_Symbol or not fold(
+            expr, lambda x: x.is_Symbol and not x.is_integer, any, variable)
         copied_by_user = len(users) == 1 and users[0] is not None and defs[users[0]].expr == a.symbol
         named = a.node in graph.hints and not copied_by_user
         if a.symbol not in keep and (trivial or (len(users) <= 1 and not named

@@ -51,3 +51,12 @@ def assert_forward_matches_oracle(model, params, inputs, rtol=1e-12, text=""):
 def relative_error(a, b, floor=1e-8) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), floor))
+
+
+def check_model_text(check):
+    """The model file a registry rule's `Check` describes: its parameters, labels and loss."""
+    lines = [f'{name} = Param("{name}", {shape})' for name, (shape, _) in check.params.items()]
+    lines += [f'{name} = Labels("{name}", {shape}, classes={classes})'
+              for name, (shape, classes) in check.labels.items()]
+    lines.append(f"loss = {check.loss}")
+    return "\n".join(lines) + "\n"

@@ -4,7 +4,8 @@ import pytest
 import sympy as sp
 
 from compiler import ops as P
-from helpers import assert_forward_matches_oracle, build, central_difference, relative_error
+from helpers import (assert_forward_matches_oracle, build, central_difference, check_model_text,
+                     relative_error)
 
 CHECKED = sorted((r for r in P.REGISTRY.values() if r.check is not None),
                  key=lambda r: r.head.__name__)
@@ -26,19 +27,11 @@ def test_every_rule_has_an_eager_evaluation():
     assert missing == []
 
 
-def _model_text(check):
-    lines = [f'{name} = Param("{name}", {shape})' for name, (shape, _) in check.params.items()]
-    lines += [f'{name} = Labels("{name}", {shape}, classes={classes})'
-              for name, (shape, classes) in check.labels.items()]
-    lines.append(f"loss = {check.loss}")
-    return "\n".join(lines) + "\n"
-
-
 @pytest.mark.parametrize("rule", CHECKED, ids=lambda r: r.head.__name__)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gradient_matches_central_differences(tmp_path, rule, seed):
     check = rule.check
-    model = build(tmp_path, _model_text(check))
+    model = build(tmp_path, check_model_text(check))
     rng = np.random.default_rng(seed)
     params = {name: rng.uniform(lo, hi, size=shape) for name, (shape, (lo, hi)) in check.params.items()}
     inputs = {name: rng.integers(0, classes, size=shape) for name, (shape, classes) in check.labels.items()}

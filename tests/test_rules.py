@@ -11,7 +11,7 @@ import compiler.ops as P
 from compiler.graph import ShapeTable
 from compiler.emit.printer import Printer
 from compiler.trace import trace_source
-from helpers import PRELUDE
+from helpers import PRELUDE, check_model_text
 
 NATIVE = [head for head in P.REGISTRY if not (isinstance(head, type) and issubclass(head, P.Op))]
 OPS = sorted((head for head in P.REGISTRY if head not in NATIVE), key=lambda h: h.__name__)
@@ -174,14 +174,6 @@ def test_elementwise_op_may_give_fdiff_instead_of_vjp():
 
 # ---- view-ness of the printed code --------------------------------------------------------------
 
-def _model_text(check):
-    lines = [f'{name} = Param("{name}", {shape})' for name, (shape, _) in check.params.items()]
-    lines += [f'{name} = Labels("{name}", {shape}, classes={classes})'
-              for name, (shape, classes) in check.labels.items()]
-    lines.append(f"loss = {check.loss}")
-    return "\n".join(lines) + "\n"
-
-
 def _evaluate(node, shapes, operands: list):
     """Print `node` whose tensor operands are the symbols in `operands` ((symbol, array) pairs)."""
     names = {sym: f"op{i}" for i, (sym, _) in enumerate(operands)}
@@ -227,7 +219,7 @@ def _isolate(node, graph, rng):
 
 def _instances(rule):
     """Every node of the rule's head in its Check's model, isolated from its operands."""
-    graph = trace_source(PRELUDE + _model_text(rule.check), "/tmp/symgrad_rule_check.py")
+    graph = trace_source(PRELUDE + check_model_text(rule.check), "/tmp/symgrad_rule_check.py")
     rng = np.random.default_rng(0)
     found = list(dict.fromkeys(n for n in sp.preorder_traversal(graph.loss) if type(n) is rule.head))
     return [(node,) + _isolate(node, graph, rng) + (graph.shapes,) for node in found]
