@@ -7,6 +7,8 @@
                     broadcasts; conform (shapes kept through SymPy's algebra) and unbroadcast
     structure.py    reshape; gather by label and its one-hot adjoint
     layers.py       convolution windows and dropout masks
+    tokens.py       embedding rows and their scatter-add, the per-position gather of sequence
+                    cross-entropy and its adjoint, the padding mask, a causal mask's offsets
 
 `REGISTRY` maps each head to its Rule; a head missing from it is an unsupported op. `PUBLIC` maps
 the model-file language's names to rules: adding an activation to activations.py is all it takes.
@@ -23,6 +25,7 @@ from .reductions import (ShapeChanged, broadcast_to, conform, expand_dims, full_
                          reduce_sum, squeeze, unbroadcast)
 from .structure import one_hot, pick, reshape
 from .layers import keep_mask, unwindows, windows
+from .tokens import causal_offsets, kept, pick_last, put_last, scatter_rows, take_rows
 
 PUBLIC: dict[str, Rule] = {r.public: r for r in REGISTRY.values() if r.public}
 
@@ -41,4 +44,5 @@ __all__ = [
     "leaky_relu", "matmul", "maximum", "minimum", "nonzero", "one_hot", "ones", "outer", "pick",
     "positive", "reduce_max", "reduce_sum", "relu", "reshape", "select", "sigmoid", "silu", "softplus",
     "squeeze", "stop_gradient", "transpose", "unless_zero", "unwindows", "windows",
+    "causal_offsets", "kept", "pick_last", "put_last", "scatter_rows", "take_rows",
 ]
