@@ -16,10 +16,10 @@ class Leaf:
     name: str
     symbol: sp.Symbol
     shape: Shape
-    kind: str                 # "input" | "labels" | "seed" | "param" | "state"
+    kind: str                 # "input" | "labels" (Labels and Tokens) | "seed" | "param" | "state"
     line: int
     init: str | None = None   # params only
-    classes: int | None = None  # labels only
+    classes: int | None = None  # labels only (a Tokens leaf's vocab)
 
 
 class ShapeTable:

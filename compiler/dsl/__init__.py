@@ -24,6 +24,10 @@ __all__ = ["Input", "Labels", "Param", "Tensor", "where", "linear", "mlp", "sum"
            "logsumexp", "softmax", "log_softmax", "softmax_cross_entropy", "mse", "sqrt",
            "expand_dims", "reshape", "pick", "one_hot", "apply", "batch", "conv1d", "max_pool1d",
            "avg_pool1d", "flatten", "layer_norm", "dropout", "batch_norm", "State"]
+from .declarations import Tokens  # noqa: E402 - token models
+from .functions import binary_cross_entropy_with_logits  # noqa: E402
+from .tokens import causal_mask, embedding  # noqa: E402
+__all__ += ["Tokens", "embedding", "causal_mask", "binary_cross_entropy_with_logits"]
 
 batch = "B"  # the conventional name of the symbolic batch dimension
 

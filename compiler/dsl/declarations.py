@@ -1,5 +1,6 @@
-"""Declarations: the leaves of a model (Input, Labels, Param, State and dropout's seed), checked
-and recorded once each, and the traced symbol (or, under the eager oracle, the array) of a leaf."""
+"""Declarations: the leaves of a model (Input, Labels, Tokens, Param, State and dropout's seed),
+checked and recorded once each, and the traced symbol (or, under the eager oracle, the array) of a
+leaf."""
 from __future__ import annotations
 
 import re
@@ -16,10 +17,10 @@ INIT_RULES = re.compile(r"^(auto|zeros|ones|he_normal|xavier_normal|"
                         r"normal\([0-9.eE+-]+\)|constant\([0-9.eE+-]+\))$")
 
 
-def declare(name: str, shape, kind: str, **extra) -> Leaf:
+def declare(name: str, shape, kind: str, what: str | None = None, **extra) -> Leaf:
     rec = recorder()
-    what = {"param": "Param", "input": "Input", "labels": "Labels", "seed": "dropout",
-            "state": "State"}[kind]
+    what = what or {"param": "Param", "input": "Input", "labels": "Labels", "seed": "dropout",
+                    "state": "State"}[kind]
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
         raise error(f"bad name {name!r}", op=what, fix="use letters, digits, _ and . (e.g. 'hidden.W')")
     if kind in ("input", "labels") and name in ("params", "workspace"):
@@ -54,6 +55,16 @@ def Labels(name: str, shape, classes: int) -> Tensor:
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
         raise error(f"classes must be an int >= 2, got {classes!r}", op="Labels")
     return leaf_tensor(declare(name, shape, "labels", classes=classes), "int")
+
+
+def Tokens(name: str, shape, vocab: int) -> Tensor:
+    """Integer token ids in [0, vocab), e.g. Tokens("ids", ("B", 16), vocab=27). At the generated
+    module's boundary they are labels (int64, range-checked); `embedding` looks them up and
+    softmax_cross_entropy takes them as targets."""
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 2:
+        raise error(f"vocab must be an int >= 2, got {vocab!r}", op="Tokens",
+                    fix='give the vocabulary size, e.g. Tokens("ids", ("B", 16), vocab=27)')
+    return leaf_tensor(declare(name, shape, "labels", what="Tokens", classes=vocab), "int")
 
 
 def Param(name: str, shape=(), init="auto", dtype: str = "float") -> Tensor:

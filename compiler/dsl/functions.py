@@ -1,5 +1,6 @@
 """Functions of traced values written with the registry's primitives: reductions, reshapes,
-softmax and its relatives, label lookups and the losses, and sqrt."""
+softmax and its relatives, label lookups and the losses (softmax and binary cross-entropy, mse), and
+sqrt."""
 from __future__ import annotations
 
 import numpy as np
@@ -85,23 +86,49 @@ def pick(z, labels) -> Tensor:
 def one_hot(labels, classes: int) -> Tensor:
     return apply(P.one_hot, labels, classes)
 
-def softmax_cross_entropy(logits, labels) -> Tensor:
-    """Mean over the batch of −log softmax(logits)[label] = logsumexp(logits) − logits[label]."""
+def softmax_cross_entropy(logits, labels, ignore: int | None = None) -> Tensor:
+    """Mean of −log softmax(logits)[label] = logsumexp(logits) − logits[label]: over the batch for
+    (N, C) logits and (N,) labels; over the positions for (B, T, C) logits and (B, T) targets
+    (Labels or Tokens). `ignore`: a padding id whose positions count for nothing (the mean is over
+    the others, counted in the generated code; 0 when every position is padding)."""
     op = "softmax_cross_entropy"
     logits, labels = lift(logits, op), lift(labels, op)
     if labels.dtype != "int":
-        raise error("the second argument must be integer Labels", op=op,
+        raise error("the second argument must be integer Labels or Tokens", op=op,
                     fix='declare y = Labels("y", ("B",), classes=C)')
-    if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
-        raise error("logits must be (N, C) and labels (N,)", op=op,
+    if logits.ndim < 2 or logits.shape[:-1] != labels.shape:
+        raise error("logits must be (N, C) with labels (N,), or (B, T, C) with targets (B, T)", op=op,
                     shapes=f"{fmt(logits.shape)} and {fmt(labels.shape)}",
-                    fix="the logits' rows and the labels must share the batch dimension")
+                    fix="the logits' leading dimensions and the labels' must be the same")
     leaf = labels.leaf
-    if logits.shape[1] != leaf.classes:
-        raise error(f"logits have {logits.shape[1]} columns but labels {leaf.name!r} have "
+    if logits.shape[-1] != leaf.classes:
+        raise error(f"logits have {logits.shape[-1]} columns but labels {leaf.name!r} have "
                     f"{leaf.classes} classes", op=op, shapes=f"{fmt(logits.shape)} and {fmt(labels.shape)}",
                     fix="make the last layer's width equal to the number of classes")
-    return mean(logsumexp(logits, axis=1) - pick(logits, labels))
+    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)
+                               or not 0 <= ignore < leaf.classes):
+        raise error(f"ignore must be a padding id in [0, {leaf.classes}), got {ignore!r}", op=op,
+                    fix=f"name the id your padding positions hold, e.g. ignore=0 (the targets are "
+                        f"checked to lie in [0, {leaf.classes}))")
+    if logits.ndim == 2 and ignore is None:
+        return mean(logsumexp(logits, axis=1) - pick(logits, labels))
+    each = logsumexp(logits, axis=-1) - apply(P.pick_last, logits, labels, op=op)
+    if ignore is None:
+        return mean(each)
+    counted = apply(P.kept, labels, ignore, op=op)
+    positions = sum(counted)
+    return sum(each * counted) / PUBLIC_FUNCTIONS["maximum"](positions, 1)
+
+def binary_cross_entropy_with_logits(z, t) -> Tensor:
+    """Mean of −t·log σ(z) − (1 − t)·log(1 − σ(z)) = softplus(z) − t·z over all elements, for float
+    targets t in [0, 1]; stable for any z (softplus is log(1 + eᶻ) computed as logaddexp(0, z))."""
+    op = "binary_cross_entropy_with_logits"
+    z, t = lift(z, op), lift(t, op)
+    require_float(t, op)
+    if z.shape != t.shape:
+        raise error("logits and target shapes differ", op=op, shapes=f"{fmt(z.shape)} and {fmt(t.shape)}",
+                    fix="one float target in [0, 1] per logit; reshape so both have the same shape")
+    return mean(PUBLIC_FUNCTIONS["softplus"](z) - t * z)
 
 def mse(pred, target) -> Tensor:
     """Mean squared error over all elements; the shapes must match exactly."""
