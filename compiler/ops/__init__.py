@@ -2,10 +2,12 @@
 
     elementwise.py  Add, Mul, Pow, exp, log, tanh (SymPy's own), abs, max/min, masks and routers
     activations.py  sigmoid, softplus, gelu, silu, relu, leaky_relu, elu
-    linalg.py       matrix products, their adjoints, the transpose
+    linalg.py       matrix products, their adjoints, the transpose and axis permutations
     reductions.py   sums and maxima over axes and their adjoints: size-1 axes inserted and dropped,
                     broadcasts; conform (shapes kept through SymPy's algebra) and unbroadcast
     structure.py    reshape; gather by label and its one-hot adjoint
+    indexing.py     static indexing x[...] and its adjoint; concatenation along an axis
+    stacks.py       products of stacks: the batched adjoint of @, two-operand einsum
     layers.py       convolution windows and dropout masks
     tokens.py       embedding rows and their scatter-add, the per-position gather of sequence
                     cross-entropy and its adjoint, the padding mask, a causal mask's offsets
@@ -20,10 +22,12 @@ from .rule import (REGISTRY, Check, Elementwise, IncompleteRule, Op, Rule, axes_
 from .elementwise import (absolute, equal, maximum, minimum, nonzero, positive, select, stop_gradient,
                           unless_zero)
 from .activations import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
-from .linalg import contract_leading, matmul, ones, outer, transpose
+from .linalg import contract_leading, matmul, ones, outer, permute, transpose
 from .reductions import (ShapeChanged, broadcast_to, conform, expand_dims, full_shape, reduce_max,
                          reduce_sum, squeeze, unbroadcast)
 from .structure import one_hot, pick, reshape
+from .indexing import concat, index, parse_key, unindex
+from .stacks import einsum
 from .layers import keep_mask, unwindows, windows
 from .tokens import causal_offsets, kept, pick_last, put_last, scatter_rows, take_rows
 
@@ -45,4 +49,5 @@ __all__ = [
     "positive", "reduce_max", "reduce_sum", "relu", "reshape", "select", "sigmoid", "silu", "softplus",
     "squeeze", "stop_gradient", "transpose", "unless_zero", "unwindows", "windows",
     "causal_offsets", "kept", "pick_last", "put_last", "scatter_rows", "take_rows",
+    "concat", "einsum", "index", "parse_key", "permute", "unindex",
 ]

@@ -5,30 +5,37 @@ from __future__ import annotations
 import numpy as np
 from sympy.printing.precedence import PRECEDENCE
 
-from ..shapes import ShapeMismatch, expr_dim, fmt
-from .rule import Check, Op, arg, register
+from ..shapes import ShapeMismatch, broadcast, expr_dim, fmt
+from .rule import Check, Op, arg, axes_arg, axes_of, register
 
 
 @register
 class matmul(Op):
-    """a @ b for matrices and vectors."""
+    """a @ b with NumPy's matmul semantics: vectors, matrices and stacks of matrices
+    (..., n, k) @ (..., k, m) whose batch axes broadcast."""
     temp, view = "mm", False
     n_tensor = 2
     precedence = PRECEDENCE["Mul"]
     check = Check({"a": ((3, 4), (-1, 1)), "b": ((4, 2), (-1, 1)), "v": ((4,), (-1, 1)),
-                   "t": ((2, 3, 4), (-1, 1))},
-                  "sum(tanh(a @ b)) + sum(sigmoid(a @ v)) + sum(tanh(v @ b)) + v @ v + sum(tanh(t @ b))")
+                   "t": ((2, 3, 4), (-1, 1)), "q": ((2, 1, 3, 4), (-1, 1)), "r": ((5, 4, 2), (-1, 1))},
+                  "sum(tanh(a @ b)) + sum(sigmoid(a @ v)) + sum(tanh(v @ b)) + v @ v + sum(tanh(t @ b))"
+                  " + sum(tanh(q @ r)) + sum(tanh(a @ r)) + sum(sigmoid(v @ r)) + sum(tanh(q @ v))"
+                  " + sum(tanh(t @ t[0].T))")
 
     @classmethod
     def shape_of(cls, node, arg_shapes):
-        a, b = arg_shapes[:2]
-        if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2) and not (len(a) >= 3 and len(b) == 2):
-            raise ShapeMismatch(f"@ takes vectors and matrices (or a stack of rows @ a matrix), "
-                                f"got {fmt(a)} @ {fmt(b)}")
-        inner_a, inner_b = a[-1], b[0]
+        a, b = (tuple(s) for s in arg_shapes[:2])
+        if not a or not b:
+            raise ShapeMismatch(f"@ takes vectors, matrices or stacks of matrices, got {fmt(a)} @ {fmt(b)}")
+        inner_a, inner_b = a[-1], b[0] if len(b) == 1 else b[-2]
         if inner_a != inner_b:
             raise ShapeMismatch(f"inner dimensions differ: {fmt(a)} @ {fmt(b)} ({inner_a} != {inner_b})")
-        return a[:-1] + b[1:]
+        try:
+            batch = broadcast(a[:-2], b[:-2])
+        except ShapeMismatch:
+            raise ShapeMismatch(f"the batch axes of {fmt(a)} @ {fmt(b)} do not broadcast "
+                                f"({fmt(a[:-2])} and {fmt(b[:-2])})") from None
+        return batch + a[-2:-1] + b[-1:] if len(b) > 1 else a[:-1]
 
     def vjp(self, g, shape):
         a, b = self.args
@@ -39,13 +46,25 @@ class matmul(Op):
             return matmul(b, g), outer(a, g)
         if ra == 2 and rb == 1:
             return outer(g, b), matmul(transpose(a), g)
-        if ra >= 3:  # rows stacked in leading axes (a convolution's patches): sum over all of them
+        if ra >= 3 and rb == 2:  # rows stacked in leading axes (a convolution's patches): sum over all
             return matmul(g, transpose(b)), contract_leading(a, g)
-        return g * b, g * a
+        if ra == 1 and rb == 1:
+            return g * b, g * a
+        return matmul.stacked_vjp(self, g, shape)
+
+    @staticmethod
+    def stacked_vjp(node, g, shape):
+        """The cotangents of a product of stacks; stacks.py installs it (it sums over broadcast batch
+        axes with reductions' `unbroadcast`, and reductions imports this module)."""
+        raise NotImplementedError("compiler.ops.stacks installs matmul.stacked_vjp")
 
     @staticmethod
     def eager(a, b):
-        return np.matmul(a, b)
+        """Σ_k a[..., n, k]·b[..., k, m] by einsum over broadcast batch axes (not the printed @)."""
+        out = np.einsum("...nk,...km->...nm", a[None, :] if a.ndim == 1 else a,
+                        b[:, None] if b.ndim == 1 else b)
+        out = out[..., 0] if b.ndim == 1 else out
+        return out[..., 0, :] if a.ndim == 1 and b.ndim > 1 else out[..., 0] if a.ndim == 1 else out
 
     def _numpycode(self, p):
         level = PRECEDENCE["Mul"]
@@ -59,9 +78,8 @@ class matmul(Op):
 
     @staticmethod
     def flops(node, shapes, count):
-        """2nmk: a multiply and an add for each element of `a` and each column of `b`."""
-        a, b = (shapes(x) for x in node.args)
-        return 2 * count(a) * (count(b) // max(count(b[:1]), 1) if len(b) == 2 else 1)
+        """2nmk: a multiply and an add for each element of the result and each inner position."""
+        return 2 * count(shapes(node)) * count(shapes(node.args[0])[-1:])
 
 
 @register
@@ -162,6 +180,57 @@ class transpose(Op):
 
     def _latex(self, p):
         return p.parenthesize(self.args[0], 1000, strict=True) + r"^{\top}"
+
+
+@register
+class permute(Op):
+    """The axes in a static order (`transpose(x, axes)`); a reversal is `transpose` (`.T`)."""
+    temp, view = "perm", True
+    math = ("permute({0})", r"\operatorname{{permute}}\left({0}\right)")
+    check = Check({"t": ((2, 3, 4), (-1, 1)), "s": ((3, 2, 4), (-1, 1))},
+                  "sum(tanh(transpose(t, (1, 0, 2))) * s) + sum(sigmoid(transpose(t, (2, 0, 1))))")
+
+    @classmethod
+    def eval(cls, x, axes):
+        """An identity is x, a reversal is xᵀ; a permutation of a permutation is one permutation."""
+        order = axes_of_arg(axes)
+        if isinstance(x, permute):
+            inner = axes_of_arg(x.args[1])
+            return permute(x.args[0], axes_arg(inner[i] for i in order))
+        if order == tuple(range(len(order))):
+            return x
+        if order == tuple(reversed(range(len(order)))):
+            return transpose(x)
+        return None
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        shape, order = arg_shapes[0], axes_of_arg(node.args[1])
+        if sorted(order) != list(range(len(shape))):
+            raise ShapeMismatch(f"transpose: {order} is not a permutation of the {len(shape)} axes "
+                                f"of {fmt(shape)}")
+        return tuple(shape[i] for i in order)
+
+    def vjp(self, g, shape):
+        order = axes_of_arg(self.args[1])
+        return (permute(g, axes_arg(sorted(range(len(order)), key=order.__getitem__))),)
+
+    @staticmethod
+    def eager(x, axes):
+        letters = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
+        return np.einsum(f"{letters}->{''.join(letters[i] for i in axes)}", x)
+
+    def _numpycode(self, p):
+        return f"{arg(p, self.args[0])}.transpose({', '.join(str(i) for i in axes_of(self))})"
+
+
+def axes_of_arg(axes) -> tuple[int, ...]:
+    return tuple(int(a) for a in axes)
+
+
+def swap_last(x, rank: int):
+    """x with its last two axes exchanged: `x.T` for a matrix."""
+    return transpose(x) if rank == 2 else permute(x, axes_arg(list(range(rank - 2)) + [rank - 1, rank - 2]))
 
 
 @register
