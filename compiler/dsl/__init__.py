@@ -36,3 +36,5 @@ batch = "B"  # the conventional name of the symbolic batch dimension
 # registering a rule is all it takes. The names are known only at import time, hence globals().
 globals().update(PUBLIC_FUNCTIONS)
 __all__ += list(PUBLIC_FUNCTIONS)
+from .structure import concat, einsum, split, stack, transpose  # noqa: E402 - joining and rearranging
+__all__ += ["concat", "stack", "split", "transpose", "einsum"]

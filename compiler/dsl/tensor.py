@@ -91,7 +91,29 @@ class Tensor:
 
     __mod__ = __rmod__ = __floordiv__ = __rfloordiv__ = __divmod__ = _unsupported
     __lshift__ = __rshift__ = __and__ = __or__ = __xor__ = __invert__ = _unsupported
-    __getitem__ = __setitem__ = __round__ = __trunc__ = __floor__ = __ceil__ = _unsupported
+    __setitem__ = __round__ = __trunc__ = __floor__ = __ceil__ = _unsupported
+
+    def __getitem__(self, key):
+        """x[:, 0], x[:, -3:], x[..., ::2], x[0], x[:, None]: static ints, slices, ... and None."""
+        parts = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, (Tensor, Condition, list, np.ndarray)) for k in parts):
+            raise error("indexing with a tensor (or a list of positions)", op="indexing",
+                        shapes=fmt(self.shape),
+                        fix="an index is static (ints, slices, ..., None); to gather by integer "
+                            "labels use pick(z, labels), for rows of a table by ids embedding(...)")
+        try:
+            entries, new_axes = P.parse_key(key, self.shape)
+        except (ShapeMismatch, TypeError) as e:
+            raise error(f"x[{_key_text(parts)}] on a tensor {fmt(self.shape)}: {e}", op="indexing",
+                        shapes=fmt(self.shape),
+                        fix="index with ints, slices (start:stop:step), ... and None, within the shape") \
+                from None
+        out = self
+        if any(e != P.indexing.full_entry(d) for e, d in zip(entries, self.shape)):
+            out = apply(P.index, self, entries, op="indexing")
+        if new_axes:
+            out = apply(P.expand_dims, out, new_axes, op="indexing")
+        return out
 
     def __iter__(self):
         self._refuse("iteration", "use sum/mean over an axis, or index-free tensor ops")
@@ -112,6 +134,17 @@ class Tensor:
 
     def __array_function__(self, func, types, args, kwargs):
         self._refuse_numpy(func.__name__)
+
+
+def _key_text(parts) -> str:
+    def one(k):
+        if k is Ellipsis:
+            return "..."
+        if isinstance(k, slice):
+            return ":".join("" if v is None else str(v) for v in (k.start, k.stop)) + \
+                ("" if k.step is None else f":{k.step}")
+        return repr(k)
+    return ", ".join(one(k) for k in parts)
 
 
 class Condition:
