@@ -192,16 +192,10 @@ class permute(Op):
 
     @classmethod
     def eval(cls, x, axes):
-        """An identity is x, a reversal is xᵀ; a permutation of a permutation is one permutation."""
+        """The identity order is x itself. (A reversal is `transpose`: the language and swap_last
+        choose it; eval cannot, since the tracer reads the result's shape off the node it built.)"""
         order = axes_of_arg(axes)
-        if isinstance(x, permute):
-            inner = axes_of_arg(x.args[1])
-            return permute(x.args[0], axes_arg(inner[i] for i in order))
-        if order == tuple(range(len(order))):
-            return x
-        if order == tuple(reversed(range(len(order)))):
-            return transpose(x)
-        return None
+        return x if order == tuple(range(len(order))) else None
 
     @classmethod
     def shape_of(cls, node, arg_shapes):
