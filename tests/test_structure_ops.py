@@ -26,20 +26,21 @@ def random_params(shapes, seed=0):
 # ---- indexing: values ------------------------------------------------------------------------------
 
 FORMS = ["x[:, 0]", "x[:, -3:]", "x[..., ::2]", "x[0]", "x[:, None]", "x[1:3, ::-1]", "x[-1, 2:5:2]",
-         "x[None, ..., 0]", "x[1, None, 4:0:-2]", "x[..., -1]", "x[2, 3]", "x[:, :, None]"]
+         "x[None, ..., 0]", "x[1, None, 4:0:-2]", "x[..., -1]", "x[2, 3]", "x[:, :, None]",
+         "y[:, :, 1:3]", "y[..., 1:3]", "y[:, :, :, ::-1]", "y[:, :, 2]", "y[1, ..., :2, 3]", "y[:, -1:, :, 0]"]
 
 
 def test_each_indexing_form_gives_numpys_values(tmp_path):
     lines = [f"o{i} = {form}" for i, form in enumerate(FORMS)]
-    body = ('x = Param("x", (4, 6))\n' + "\n".join(lines) + "\n"
+    body = ('x = Param("x", (4, 6))\ny = Param("y", (2, 3, 4, 5))\n' + "\n".join(lines) + "\n"
             "loss = " + " + ".join(f"sum(o{i})" for i in range(len(FORMS))) + "\n"
             "outputs = {" + ", ".join(f'"o{i}": o{i}' for i in range(len(FORMS))) + "}\n")
     model = build(tmp_path, body)
-    x = np.arange(24.0).reshape(4, 6) * 1.5 - 7
-    out = model.forward({"x": x})
-    oracle = model.oracle.forward({"x": x}, {})
+    x, y = np.arange(24.0).reshape(4, 6) * 1.5 - 7, np.arange(120.0).reshape(2, 3, 4, 5) - 60
+    out = model.forward({"x": x, "y": y})
+    oracle = model.oracle.forward({"x": x, "y": y}, {})
     for i, form in enumerate(FORMS):
-        want = eval(form, {"x": x})
+        want = eval(form, {"x": x, "y": y})
         assert out[f"o{i}"].shape == want.shape, form
         np.testing.assert_array_equal(out[f"o{i}"], want, err_msg=form)
         np.testing.assert_array_equal(oracle[f"o{i}"], want, err_msg=form)

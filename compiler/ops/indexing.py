@@ -112,10 +112,11 @@ def index_text(p, entries, shape) -> str:
         begin = "" if (start == 0 if step > 0 else start == last) else str(start)
         end = "" if (stop == d if step > 0 else stop == -1) else str(stop)
         items.append(f"{begin}:{end}" + ("" if step == 1 else f":{step}"))
+    last = len(items)
     while items and items[-1] == ":":
         items.pop()
     lead = next((i for i, t in enumerate(items) if t != ":"), len(items))
-    if lead >= 2:
+    if lead >= 2 and len(items) == last:  # `...` stands for the leading axes only if none follow
         items = ["..."] + items[lead:]
     return ", ".join(items) or "..."
 
