@@ -115,6 +115,15 @@ def test_stack_prints_np_stack(tmp_path):
 
 # ---- transpose(axes), reshape -----------------------------------------------------------------------
 
+def test_double_transpose_of_a_non_square_tensor_cancels(tmp_path):
+    """(tᵀ)ᵀ is simplified to t while tracing: the shape the op promised is still t's (3, 2)."""
+    model = build(tmp_path, 't = Param("t", (3, 2))\nloss = sum(tanh(t.T.T) * t)\n'
+                            'outputs = {"back": t.T.T}\n')
+    params = random_params({"t": (3, 2)}, seed=5)
+    np.testing.assert_array_equal(model.forward(params)["back"], params["t"])
+    gradients_match(model, params)
+
+
 def test_transpose_with_axes_values_and_gradients(tmp_path):
     model = build(tmp_path, 't = Param("t", (2, 3, 4))\nu = transpose(t, (1, 2, 0))\n'
                             'w = transpose(u, [0, 2, 1])\n'

@@ -261,15 +261,13 @@ def apply(head, *args, op: str | None = None) -> Tensor:
     if rule.elementwise and len(tensors) > 1:
         _elementwise_shape(op, tensors)
     eager = recorder().eager
-    if eager is None:
+    if eager is None:  # SymPy may simplify the node away ((xᵀ)ᵀ is x): the op's promise still holds
         expr = head(*[t.expr for t in tensors], *static)
-        node = expr if isinstance(expr, head) else None
-    else:  # the oracle: the rule's own NumPy evaluation, the shape rule read off the static args
+    else:  # the oracle: the rule's own NumPy evaluation
         expr = np.asarray(rule.eager(*[t.expr for t in tensors], *[eager.static(v) for v in static]))
-        node = SimpleNamespace(args=tuple(t.expr for t in tensors) + tuple(static))
+    node = SimpleNamespace(args=tuple(t.expr for t in tensors) + tuple(static))  # for static args
     try:
-        shape = rule.shape_of(node, [t.shape for t in tensors]) if node is not None else \
-            broadcast(*[t.shape for t in tensors])
+        shape = rule.shape_of(node, [t.shape for t in tensors])
     except ShapeMismatch as e:
         raise error(str(e), op=op, shapes=" and ".join(fmt(t.shape) for t in tensors),
                     fix="check the layer sizes and the order of the operands")
