@@ -20,6 +20,7 @@ NUMPY_ALIASES = {
     "fabs": "abs",
     "max": "amax",
     "average": "mean",
+    "concatenate": "concat",
 }
 
 # NumPy functions that are a Python operator (or attribute) on traced values.
@@ -37,7 +38,7 @@ NUMPY_OPERATORS = {
     "reciprocal": "1 / a",
     "matmul": "a @ b",
     "dot": "a @ b",
-    "transpose": "a.T",
+    "transpose": "a.T (all axes reversed) or transpose(a, axes)",
 }
 
 
