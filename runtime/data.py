@@ -7,23 +7,49 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass
-
 import numpy as np
 
 
-@dataclass
 class Dataset:
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: int
+    """Named arrays per split (`train`, `test`, optionally `val`), one of them the `target` the model
+    learns to predict; the others are fed to the model's inputs of the same name (runtime.train.bind).
+    `Dataset(name, x_train, y_train, x_test, y_test, classes)` is the features/labels case, arrays
+    "x" and "y". `preprocess` holds the standardisation already applied to the served arrays,
+    {array: {"mean": [...], "std": [...]}} (raw = served·std + mean); `task` is classify, regress or
+    language (None: classify for integer targets, regress for float ones); `pad` a target id that
+    counts for nothing (after the end of a padded sequence)."""
+
+    def __init__(self, name, x_train=None, y_train=None, x_test=None, y_test=None, classes=0, *,
+                 train=None, test=None, val=None, target="y", task=None, preprocess=None, pad=None,
+                 note=""):
+        if train is None:
+            train, test = {"x": x_train, "y": y_train}, {"x": x_test, "y": y_test}
+        self.name, self.train, self.test, self.val = name, dict(train), dict(test), val
+        self.target, self.classes, self.note = target, int(classes), note
+        self.task = task or ("regress" if self.train[target].dtype.kind == "f" else "classify")
+        self.preprocess, self.pad = preprocess or {}, pad
+
+    @property
+    def features(self) -> list[str]:
+        return [k for k in self.train if k != self.target]
+
+    x_train = property(lambda self: self.train[self.features[0]])
+    y_train = property(lambda self: self.train[self.target])
+    x_test = property(lambda self: self.test[self.features[0]])
+    y_test = property(lambda self: self.test[self.target])
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test, "
-                f"{self.x_train.shape[1:]} features, {self.classes} classes")
+        n = len(self.y_train)
+        sizes = f"{n} train / " + (f"{len(self.val[self.target])} val / " if self.val else "") + \
+            f"{len(self.y_test)} test"
+        arrays = ", ".join(f"{k} {_fmt(v)}" for k, v in self.train.items())
+        what = {"classify": f"{self.classes} classes", "regress": "float targets",
+                "language": f"{self.classes} token ids"}[self.task]
+        return f"{self.name}: {sizes}, arrays {arrays}; {what}" + (f" ({self.note})" if self.note else "")
+
+
+def _fmt(a: np.ndarray) -> str:
+    return "(N" + "".join(f", {d}" for d in a.shape[1:]) + f") {a.dtype}"
 
 
 class DataError(ValueError):
@@ -40,14 +66,30 @@ def stratified_split(x, y, test_fraction: float = 0.2, seed: int = 0, name: str 
                         "samples, or give x_test and y_test in an .npz") from None
 
 
-def _standardize(x_train, x_test, min_std: float = 0.0):
+def standardize(x_train, x_test, min_std: float = 0.0):
     """Zero mean, unit variance per feature, with the training split's statistics only. A feature
     whose spread is below `min_std` is divided by `min_std` instead, so a nearly constant feature
-    (a border pixel) is not blown up into outliers on the test split."""
+    (a border pixel) is not blown up into outliers on the test split. Returns the two scaled arrays
+    and the statistics ({"mean": [...], "std": [...]}, JSON-ready) that `apply_stats` reapplies."""
     mean = x_train.mean(axis=0)
     std = np.maximum(x_train.std(axis=0), min_std)
     std[std == 0] = 1.0
-    return (x_train - mean) / std, (x_test - mean) / std
+    stats = {"mean": mean.tolist(), "std": std.tolist()}
+    return (x_train - mean) / std, (x_test - mean) / std, stats
+
+
+def apply_stats(raw: np.ndarray, stats: dict) -> np.ndarray:
+    """Standardise raw samples with saved statistics (a checkpoint's, or a data set's)."""
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+    if raw.shape[1:] != mean.shape:
+        raise DataError(f"samples of shape {raw.shape[1:]} cannot take standardisation statistics "
+                        f"of shape {mean.shape}")
+    return (raw - mean) / std
+
+
+def invert_stats(served: np.ndarray, stats: dict) -> np.ndarray:
+    """The raw samples behind standardised ones."""
+    return served * np.asarray(stats["std"]) + np.asarray(stats["mean"])
 
 
 def digits() -> Dataset:
@@ -56,8 +98,8 @@ def digits() -> Dataset:
     from sklearn.datasets import load_digits
     d = load_digits()
     x_tr, x_te, y_tr, y_te = stratified_split(d.data.astype(np.float64), d.target.astype(np.int64))
-    x_tr, x_te = _standardize(x_tr, x_te, min_std=1.0)
-    return Dataset("digits", x_tr, y_tr, x_te, y_te, 10)
+    x_tr, x_te, stats = standardize(x_tr, x_te, min_std=1.0)
+    return Dataset("digits", x_tr, y_tr, x_te, y_te, 10, preprocess={"x": stats})
 
 
 def mnist1d() -> Dataset:
@@ -80,21 +122,53 @@ def mnist5k() -> Dataset:
 
 
 def from_npz(path: str, seed: int = 0) -> Dataset:
-    """Arrays `x` and `y` (and optionally `x_test`, `y_test`; otherwise a stratified 80/20 split)."""
+    """Named arrays, fed to the model's inputs of the same names. The target is `y` (integer labels),
+    else `t` (float targets), else the file's last array. Arrays `NAME_test` for every NAME give the
+    test split; otherwise a seeded 80/20 split (stratified on `y`)."""
     with np.load(path, allow_pickle=False) as f:
         arrays = dict(f)
-    if "x" not in arrays or "y" not in arrays:
-        raise DataError(f"{path}: expected arrays named 'x' (features) and 'y' (integer labels), "
-                        f"found {sorted(arrays)}")
-    x, y = _features(arrays, "x", path), _labels(arrays["y"], path, "y")
-    _same_length(path, x, y, "x", "y")
-    if "x_test" in arrays and "y_test" in arrays:
-        x_te, y_te = _features(arrays, "x_test", path), _labels(arrays["y_test"], path, "y_test")
-        _same_length(path, x_te, y_te, "x_test", "y_test")
-        x_tr, y_tr = x, y
+    names = [k for k in arrays if not k.endswith("_test")]
+    if len(names) < 2:
+        raise DataError(f"{path}: expected named arrays such as 'x' (features) and 'y' (integer "
+                        f"labels) or 't' (float targets), found {sorted(arrays)}")
+    target = "y" if "y" in names else "t" if "t" in names else names[-1]
+    train = {k: _array(arrays, k, path) for k in names}
+    for k in names:
+        _same_length(path, train[k], train[target], k, target)
+    tests = [f"{k}_test" for k in names]
+    if any(k in arrays for k in tests):
+        missing = [k for k in tests if k not in arrays]
+        if missing:
+            raise DataError(f"{path}: the test split needs an array for every training array; "
+                            f"{', '.join(map(repr, missing))} missing")
+        test = {k: _array(arrays, f"{k}_test", path) for k in names}
+        for k in names:
+            _same_length(path, test[k], test[target], f"{k}_test", f"{target}_test")
     else:
-        x_tr, x_te, y_tr, y_te = stratified_split(x, y, seed=seed, name=path)
-    return Dataset(os.path.basename(path), x_tr, y_tr, x_te, y_te, int(max(y.max(), y_te.max())) + 1)
+        train, test = _split(train, target, seed, path)
+    y, y_te = train[target], test[target]
+    classes = int(max(y.max(), y_te.max())) + 1 if y.dtype.kind != "f" else 0
+    return Dataset(os.path.basename(path), train=train, test=test, target=target, classes=classes)
+
+
+def _array(arrays: dict, name: str, path: str) -> np.ndarray:
+    """`y` holds labels, `x` and float arrays features (finite floats), other integer arrays ids."""
+    if name in ("y", "y_test"):
+        return _labels(arrays[name], path, name)
+    if name not in ("x", "x_test") and arrays[name].dtype.kind in "iub":
+        return arrays[name].astype(np.int64)
+    return _features(arrays, name, path)
+
+
+def _split(arrays: dict, target: str, seed: int, path: str):
+    """A seeded 80/20 split of every array alike: stratified on labels `y`, else a permutation."""
+    n = len(arrays[target])
+    if target == "y":
+        train_idx, test_idx = stratified_split(np.arange(n), arrays["y"], seed=seed, name=path)[:2]
+    else:
+        order = np.random.default_rng(seed).permutation(n)
+        train_idx, test_idx = order[:n - n // 5], order[n - n // 5:]
+    return ({k: v[train_idx] for k, v in arrays.items()}, {k: v[test_idx] for k, v in arrays.items()})
 
 
 def _features(arrays: dict, name: str, path: str) -> np.ndarray:
@@ -115,7 +189,8 @@ def _features(arrays: dict, name: str, path: str) -> np.ndarray:
 
 def _same_length(path, x, y, xname, yname):
     if len(x) != len(y) or not len(x):
-        raise DataError(f"{path}: {xname!r} has {len(x)} samples and {yname!r} {len(y)} labels; "
+        what = "labels" if yname.startswith("y") else "samples"
+        raise DataError(f"{path}: {xname!r} has {len(x)} samples and {yname!r} {len(y)} {what}; "
                         "they must match and not be empty")
 
 
@@ -248,10 +323,16 @@ def _labels(y, path, name="y") -> np.ndarray:
     return y.astype(np.int64)
 
 
-BUILTIN = {"digits": digits, "mnist1d": mnist1d, "mnist5k": mnist5k}
+BUILTIN = {"digits": digits, "mnist1d": mnist1d, "mnist5k": mnist5k, "surnames": None}
 
 
-def load_dataset(name_or_path: str, seed: int = 0, label_column: int = -1) -> Dataset:
+def load_dataset(name_or_path: str, seed: int = 0, label_column: int = -1,
+                 inputs: dict | None = None) -> Dataset:
+    """A built-in data set or a user's file. `inputs` (a model's INPUTS) lays out the data sets
+    whose arrays depend on the model (surnames: windows of k ids or sequences of T)."""
+    if name_or_path == "surnames":
+        from .surnames import surnames
+        return surnames(inputs)
     if name_or_path in BUILTIN:
         return BUILTIN[name_or_path]()
     if name_or_path.endswith(".npz") and os.path.exists(name_or_path):

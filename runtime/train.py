@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import checkpoint as ckpt
-from .data import Dataset, DataError
+from .binding import Binding, bind
+from .data import Dataset
 from .model import Model
 from .optim import make as make_optimizer
 from .schedules import Schedule
@@ -55,58 +56,53 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-@dataclass(frozen=True)
-class Binding:
-    """Which model input takes the features, which the labels, and which output is the logits."""
-    x: str
-    y: str
-    logits: str | None
-
-
-def bind(model: Model, data: Dataset) -> Binding:
-    floats = [n for n, (shape, dtype) in model.inputs_spec.items() if dtype != "int64"]
-    labels = [n for n in model.inputs_spec if n in model.label_classes]
-    if len(floats) != 1 or len(labels) != 1:
-        raise DataError(f"training on a data set needs a model with one float Input and one Labels; "
-                        f"this one has inputs {sorted(model.inputs_spec)}")
-    x, y = floats[0], labels[0]
-    shape = model.inputs_spec[x][0]
-    if tuple(shape[1:]) != tuple(data.x_train.shape[1:]):
-        raise DataError(f"the data set {data.name} has samples of shape {data.x_train.shape[1:]}, but the "
-                        f"model's input {x!r} is {tuple(shape)}; change the model's input size")
-    classes = model.label_classes[y]
-    if data.classes > classes:
-        raise DataError(f"the data set {data.name} has {data.classes} classes, but the model's labels "
-                        f"{y!r} declare {classes}")
-    outputs = getattr(model.module, "OUTPUTS", {})
-    logits = next((n for n, s in outputs.items() if len(s) == 2 and s[1] == classes), None)
-    return Binding(x, y, logits)
-
-
-def evaluate(model: Model, params: dict, x: np.ndarray, y: np.ndarray, binding: Binding,
+def evaluate(model: Model, params: dict, split, y=None, binding: Binding | None = None,
              batch: int = 1024) -> dict:
-    """Mean loss and accuracy over a whole split, in chunks; predictions when logits exist."""
-    total, correct, preds = 0.0, 0, []
-    for start in range(0, len(x), batch):
-        xb, yb = x[start:start + batch], y[start:start + batch]
-        if binding.logits:  # inference mode: dropout off, batch norm on running statistics
-            z = model.forward(params, **{binding.x: xb})[binding.logits].astype(np.float64)
-            m = z.max(axis=1, keepdims=True)
-            lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
-            total += float(np.sum(lse - z[np.arange(len(yb)), yb]))
-            p = np.argmax(z, axis=1)
-            correct += int(np.sum(p == yb))
+    """Mean loss over a whole split, in chunks (inference mode: dropout off, batch norm on running
+    statistics), and the task's measure: `acc` and `pred` (classify), `mse` (regress, with a
+    prediction output), `nll` in nats per token (language). `split`: the split's arrays by data-set
+    name ({"x": ..., "y": ...}), or the features with `y` the labels."""
+    names = dict(binding.inputs)
+    if not isinstance(split, dict):
+        split = {names[binding.x]: split, names[binding.target]: y}
+    n = len(split[names[binding.target]])
+    total = scored = count = 0.0
+    correct, preds = 0, []
+    for start in range(0, n, batch):
+        inputs = binding.feed(split, slice(start, start + batch), model.dtype)
+        yb = inputs.pop(binding.target)
+        if binding.logits or binding.prediction:
+            out = model.forward(params, **inputs)
+        if binding.logits:  # the loss is the mean NLL of the target (no regularisation terms)
+            nll, k, p = _nll(out[binding.logits], yb, binding.pad)
+            total, count = total + nll, count + k
+            correct += int(np.sum((p == yb)[yb != binding.pad] if binding.pad is not None else p == yb))
             preds.append(p)
-        else:
-            inputs = {binding.x: xb, binding.y: yb}
-            if model.needs_seed:
-                inputs["seed"] = np.int64(0)
-            total += float(model.loss(params, **inputs)) * len(xb)
-    out = {"loss": total / len(x)}
-    if binding.logits:
-        out["acc"] = correct / len(x)
-        out["pred"] = np.concatenate(preds)
+            continue
+        if binding.prediction:
+            scored += float(np.sum((out[binding.prediction].astype(np.float64) - yb) ** 2))
+        if model.needs_seed:
+            inputs["seed"] = np.int64(0)
+        k = len(yb) if binding.pad is None else int(np.sum(yb != binding.pad))
+        total, count = total + float(model.loss(params, **inputs, **{binding.target: yb})) * k, count + k
+    out = {"loss": total / max(count, 1)}
+    if binding.kind == "language":
+        out["nll"] = out["loss"]
+    elif binding.logits:
+        out["acc"], out["pred"] = correct / max(count, 1), np.concatenate(preds)
+    if binding.prediction:
+        out["mse"] = scored / max(n * int(np.prod(split[names[binding.target]].shape[1:])), 1)
     return out
+
+
+def _nll(z, y, pad=None):
+    """(summed −log softmax(z)[y] over the counted positions, their number, argmax predictions)."""
+    z = z.astype(np.float64)
+    m = z.max(axis=-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
+    keep = np.ones(y.shape, bool) if pad is None else y != pad
+    picked = np.take_along_axis(z, np.where(keep, y, 0)[..., None], axis=-1)[..., 0]
+    return float(np.sum((lse - picked)[keep])), int(keep.sum()), np.argmax(z, axis=-1)
 
 
 def _check_finite(loss, grads, step, epoch, batch, path, order=(), shown=3):
@@ -172,9 +168,9 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
     step, batch) and the interrupt handler that checkpoints it must be visible together."""
     binding = bind(model, data)
     dtype = model.dtype
-    x_train, y_train = data.x_train.astype(dtype), data.y_train
-    x_test, y_test = data.x_test.astype(dtype), data.y_test
-    n = len(x_train)
+    splits = {k: {d: (a[d].astype(dtype) if a[d].dtype.kind == "f" else a[d]) for _, d in binding.inputs}
+              for k, a in (("train", data.train), ("val", data.val), ("test", data.test)) if a}
+    n = len(data.train[data.target])
     steps_per_epoch = -(-n // config.batch_size)
     optimizer = make_optimizer(config.optimizer, momentum_=config.momentum,
                                weight_decay=config.weight_decay)
@@ -192,7 +188,8 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
         return {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
                 "dtype": np.dtype(dtype).name, "epoch": epoch_, "batch": batch_, "step": step,
                 "rng_state": epoch_start_state, "config": asdict(config), "data": data.name,
-                "optimizer": {"name": optimizer.name, **optimizer.hyper}, "history": history}
+                "optimizer": {"name": optimizer.name, **optimizer.hyper}, "history": history,
+                "preprocess": preprocess_of(binding, data), "task": binding.kind}
 
     bar = _progress(total=config.epochs * steps_per_epoch, initial=step, enabled=config.progress)
     started = time.perf_counter()
@@ -206,7 +203,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
             losses = []
             for b in range(batch_done, steps_per_epoch):
                 idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-                inputs = {binding.x: x_train[idx], binding.y: y_train[idx]}
+                inputs = binding.feed(splits["train"], idx)
                 if model.needs_seed:  # a fresh, reproducible dropout mask for every step
                     inputs["seed"] = np.int64(config.seed * 1_000_003 + step)
                 loss, grads, running = (stepper(params, idx, inputs) if stepper is not None
@@ -223,13 +220,13 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
                 if step % 10 == 0:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4f}", refresh=False)
             epoch, batch_done = epoch + 1, 0
-            record = _epoch_record(model, params, binding, x_train, y_train, x_test, y_test,
-                                   epoch, step, losses, schedule(step - 1, steps_per_epoch), started)
+            record = _epoch_record(model, params, binding, splits, epoch, step, losses,
+                                   schedule(step - 1, steps_per_epoch), started)
             history.append(record)
             with open(metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.4f}",
-                            test_acc=f"{record.get('test_acc', float('nan')):.4f}")
+                            test_loss=f"{record['test_loss']:.4f}")
             ckpt.save(ckpt_path, params, opt_state, meta(rng.bit_generator.state, epoch, 0))
     except KeyboardInterrupt:
         ckpt.save(ckpt_path, params, opt_state, meta(epoch_state, epoch, batch_done))
@@ -246,16 +243,26 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
     return result
 
 
-def _epoch_record(model, params, binding, x_train, y_train, x_test, y_test, epoch, step, losses,
-                  lr, started) -> dict:
-    train_eval = evaluate(model, params, x_train, y_train, binding)
-    test_eval = evaluate(model, params, x_test, y_test, binding)
+def preprocess_of(binding: Binding, data: Dataset) -> dict:
+    """The data set's standardisation statistics by model input name: what a checkpoint records,
+    and what `eval` and `predict` apply to raw arrays."""
+    return {m: data.preprocess[d] for m, d in binding.inputs if d in data.preprocess}
+
+
+METRIC = {"classify": "acc", "regress": "mse", "language": "nll"}
+
+
+def _epoch_record(model, params, binding, splits, epoch, step, losses, lr, started) -> dict:
+    """The epoch's line of metrics.jsonl: loss and the task's measure on every split."""
     record = {"epoch": epoch, "step": step, "lr": lr,
-              "batch_loss": float(np.mean(losses)) if losses else float("nan"),
-              "train_loss": train_eval["loss"], "test_loss": test_eval["loss"],
-              "seconds": round(time.perf_counter() - started, 4)}
-    if "acc" in test_eval:
-        record["train_acc"], record["test_acc"] = train_eval["acc"], test_eval["acc"]
+              "batch_loss": float(np.mean(losses)) if losses else float("nan")}
+    metric = METRIC[binding.kind]
+    for name, arrays in splits.items():
+        result = evaluate(model, params, arrays, binding=binding)
+        record[f"{name}_loss"] = result["loss"]
+        if metric in result:
+            record[f"{name}_{metric}"] = result[metric]
+    record["seconds"] = round(time.perf_counter() - started, 4)
     return record
 
 
