@@ -1,5 +1,6 @@
 """Checkpoints are data, not pickles: one .npz with the parameters, the optimizer's slots and a JSON
-record (epoch, position in the epoch, RNG state, model hash, compiler version). Written atomically:
+record (epoch, position in the epoch, RNG state, model hash, compiler version, and the standardisation
+statistics of the training data by model input, "preprocess"). Written atomically:
 a crash while saving leaves the previous checkpoint as it was. A checkpoint fits a model when its
 arrays do (names, shapes, dtypes); the model hash is only a record of where it came from."""
 from __future__ import annotations
@@ -129,3 +130,16 @@ def _unfit(path: str, what: str, problems: list[str], fix: str, shown: int = 8) 
     more = [f"... and {len(problems) - shown} more"] if len(problems) > shown else []
     return (f"{path} does not fit {what}:\n  " + "\n  ".join(problems[:shown] + more)
             + f"\n{fix}")
+
+
+def preprocess(path: str, meta: dict) -> dict | None:
+    """The standardisation statistics the model was trained with, {input: {"mean", "std"}}; None for
+    a checkpoint written before they were recorded (its inputs are then taken as they come)."""
+    stats = meta.get("preprocess")
+    if stats is None:
+        return None
+    for name, s in stats.items():
+        if not isinstance(s, dict) or np.shape(s.get("mean")) != np.shape(s.get("std")):
+            raise CheckpointError(f"{path}: the standardisation statistics of input {name!r} are "
+                                  "corrupted; use an earlier checkpoint or train from scratch")
+    return stats

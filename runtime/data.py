@@ -92,6 +92,14 @@ def invert_stats(served: np.ndarray, stats: dict) -> np.ndarray:
     return served * np.asarray(stats["std"]) + np.asarray(stats["mean"])
 
 
+def restandardize(a: np.ndarray, served: dict | None, wanted: dict | None) -> np.ndarray:
+    """Samples standardised with `served` (None: raw) as they are with `wanted` (None: raw)."""
+    if served == wanted:
+        return a
+    raw = invert_stats(a, served) if served else a
+    return apply_stats(raw, wanted) if wanted else raw
+
+
 def digits() -> Dataset:
     """scikit-learn's 8x8 digits: 1,797 samples, 64 features (gray levels 0..16), 10 classes; 80/20
     split, standardised (spreads below one gray level are not amplified)."""

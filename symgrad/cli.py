@@ -1,6 +1,6 @@
 """The `symgrad` command: the argument parser and the dispatch to the command modules
 (building: compile, check; inspecting: show, explain, graph, stats, ir; training: train, sweep,
-eval, predict; bench runs the benchmark suite).
+eval, predict, sample; bench runs the benchmark suite).
 
 User mistakes (ModelError, bad arrays, stale modules) print a message and exit 2, never a traceback.
 """
@@ -82,7 +82,8 @@ def add_train_command(sub) -> None:
     p = sub.add_parser("train", help="train a model file on a data set")
     p.add_argument("model")
     p.add_argument("--data", default="digits",
-                   help="digits, mnist1d, mnist5k, or a .npz (x, y[, x_test, y_test]) / .csv file")
+                   help="digits, mnist1d, mnist5k, surnames, or a .npz of arrays named like the "
+                        "model's inputs (x, y or t[, x_test, ...]) / a .csv file")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
@@ -123,7 +124,8 @@ def add_sweep_command(sub) -> None:
 
 
 def add_checkpoint_commands(sub) -> None:
-    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint on a test split")
+    p = sub.add_parser("eval", help="a checkpoint on a test split: accuracy and confusion matrix, "
+                                    "MSE, or NLL per token")
     p.add_argument("model")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default="digits")
@@ -134,10 +136,22 @@ def add_checkpoint_commands(sub) -> None:
     p = sub.add_parser("predict", help="run forward on the arrays of an .npz and save the outputs")
     p.add_argument("model")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help=".npz holding the model's float inputs by name")
+    p.add_argument("--input", required=True,
+                   help=".npz holding the model's inputs by name, raw: the checkpoint's "
+                        "standardisation is applied")
     p.add_argument("-o", "--output", help="where to write (default INPUT.pred.npz)")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.set_defaults(func=training.cmd_predict)
+
+    p = sub.add_parser("sample", help="generate names from a character model trained on surnames")
+    p.add_argument("model")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("-n", type=int, default=20, help="how many names (default 20)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divides the logits: below 1 safer, above 1 wilder (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.set_defaults(func=training.cmd_sample)
 
 
 def build_parser() -> argparse.ArgumentParser:

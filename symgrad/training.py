@@ -10,9 +10,10 @@ import numpy as np
 
 import runtime
 from runtime import checkpoint as ckpt
-from runtime.data import load_dataset
+from runtime.data import DataError, load_dataset, restandardize
 from runtime.distributed import DataParallel, connect, sweep
-from runtime.train import TrainConfig, bind, evaluate, train
+from runtime.surnames import sample
+from runtime.train import METRIC, TrainConfig, bind, evaluate, train
 
 GRID_KEYS = ("lr", "batch_size", "epochs", "momentum", "weight_decay")
 SWEEP_COLUMNS = ["lr", "batch_size", "epochs", "optimizer", "seed", "test_acc", "test_loss", "seconds"]
@@ -28,7 +29,8 @@ def model_stem(path: str) -> str:
 
 def cmd_train(args) -> int:
     model = load_model(args)
-    data = load_dataset(args.data, seed=args.seed, label_column=args.label_column)
+    data = load_dataset(args.data, seed=args.seed, label_column=args.label_column,
+                        inputs=model.inputs_spec)
     out = args.out or os.path.join("runs", model_stem(args.model))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                          lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
@@ -40,22 +42,35 @@ def cmd_train(args) -> int:
     if args.workers or args.scheduler:
         client = connect(args.workers, args.scheduler)
         binding = bind(model, data)
-        stepper = DataParallel(client, model, model.module.__file__, data.x_train.astype(model.dtype),
-                               data.y_train, (binding.x, binding.y))
+        if len(binding.inputs) != 2:
+            raise DataError("data-parallel training takes a model with two inputs (features and a "
+                            "target); train this model in one process")
+        names = dict(binding.inputs)
+        stepper = DataParallel(client, model, model.module.__file__,
+                               _cast(data.train[names[binding.x]], model.dtype),
+                               data.train[names[binding.target]], (binding.x, binding.y))
         print(f"data parallel on {len(stepper.workers)} Dask worker(s)")
     try:
         result = train(model, data, config, stepper=stepper)
     finally:
         if client is not None:
             client.close()
-    final = result.final
-    parts = [f"{k}={final[k]:.4f}" for k in ("train_loss", "test_loss", "train_acc", "test_acc") if k in final]
+    final, metric = result.final, METRIC[data.task]
+    keys = [f"{s}_{m}" for m in ("loss", metric) for s in ("train", "val", "test")]
+    parts = [f"{k}={final[k]:.4f}" for k in keys if k in final]
     print(f"epoch {final.get('epoch', 0)}/{config.epochs}: " + " ".join(parts)
           + f"  ({result.seconds:.1f} s training)")
     print(f"wrote {out}/checkpoint.npz, {out}/metrics.jsonl, {out}/curves.png")
-    if "test_acc" in final:
-        print(f"test_acc {final['test_acc']:.4f}")
+    if f"test_{metric}" in final:
+        print(f"test_{metric} {final[f'test_{metric}']:.4f}" + UNITS[metric])
     return 130 if result.stopped == "interrupted" else 0
+
+
+UNITS = {"acc": "", "mse": " (mean squared error)", "nll": " nats per token"}
+
+
+def _cast(a, dtype):
+    return a.astype(dtype) if a.dtype.kind == "f" else a
 
 
 def parse_grid(items) -> dict | None:
@@ -89,7 +104,7 @@ def sweep_configs(args, grid: dict, seeds: list[int], out: str) -> list[dict]:
 
 def cmd_sweep(args) -> int:
     model = load_model(args)  # compile once, here; the workers load the generated module
-    data = load_dataset(args.data, label_column=args.label_column)
+    data = load_dataset(args.data, label_column=args.label_column, inputs=model.inputs_spec)
     grid = parse_grid(args.grid)
     if grid is None:
         return 2
@@ -119,34 +134,59 @@ def cmd_eval(args) -> int:
     model = load_model(args)
     state = ckpt.load(args.checkpoint, model)
     data = load_dataset(args.data, seed=state.meta.get("config", {}).get("seed", 0),
-                        label_column=args.label_column)
+                        label_column=args.label_column, inputs=model.inputs_spec)
     binding = bind(model, data)
-    result = evaluate(model, state.params, data.x_test.astype(model.dtype), data.y_test, binding)
+    stats = ckpt.preprocess(args.checkpoint, state.meta)
+    test = {d: data.test[d] for _, d in binding.inputs}
+    if stats is not None:  # the checkpoint's statistics, whatever the data set was scaled with
+        test.update({d: restandardize(data.test[d], data.preprocess.get(d), stats.get(m))
+                     for m, d in binding.inputs if m != binding.target})
+    result = evaluate(model, state.params, test, binding=binding)
     print(f"{data.name} test split: {len(data.y_test)} samples, loss {result['loss']:.4f}")
+    if "mse" in result:
+        print(f"mse {result['mse']:.4f}")
+    if "nll" in result:
+        print(f"nll {result['nll']:.4f} nats per token")
     if "acc" in result:
         print(f"accuracy {result['acc']:.4f}")
-        k = max(data.classes, int(result["pred"].max()) + 1)
-        confusion = np.zeros((k, k), dtype=np.int64)
-        np.add.at(confusion, (data.y_test, result["pred"]), 1)
-        print("confusion matrix (rows: true class, columns: predicted)")
-        print("      " + "".join(f"{j:>6}" for j in range(k)))
-        for i in range(k):
-            print(f"{i:>6}" + "".join(f"{confusion[i, j]:>6}" for j in range(k)))
+        print_confusion(data.y_test, result["pred"], data.classes)
     return 0
 
 
+def print_confusion(y, pred, classes: int) -> None:
+    k = max(classes, int(pred.max()) + 1, int(y.max()) + 1)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print("      " + "".join(f"{j:>6}" for j in range(k)))
+    for i in range(k):
+        print(f"{i:>6}" + "".join(f"{confusion[i, j]:>6}" for j in range(k)))
+
+
 def cmd_predict(args) -> int:
+    """forward on the model's inputs read by name from an .npz of raw samples, standardised with
+    the checkpoint's statistics (as in training); outputs saved, with the argmax of 2-D ones."""
     model = load_model(args)
     state = ckpt.load(args.checkpoint, model)
     with np.load(args.input, allow_pickle=False) as f:
         arrays = dict(f)
-    floats = [n for n, (_, dtype) in model.inputs_spec.items() if dtype != "int64"]
-    missing = [n for n in floats if n not in arrays]
-    if missing:
-        print(f"error: {args.input} has no array named {missing[0]!r} (it holds {sorted(arrays)})",
-              file=sys.stderr)
+    stats = ckpt.preprocess(args.checkpoint, state.meta) or {}
+    wanted = [n for n, (_, dtype) in model.inputs_spec.items()
+              if n != "seed" and (dtype != "int64" or n not in model.label_classes or n in arrays)]
+    missing = [n for n in wanted if n not in arrays]
+    if missing or not wanted:
+        first = (missing or [n for n in model.inputs_spec if n != "seed"])[0]
+        print(f"error: {args.input} has no array named {first!r} (it holds "
+              f"{sorted(arrays)}; the model's inputs are {sorted(model.inputs_spec)})", file=sys.stderr)
         return 2
-    inputs = {n: arrays[n].astype(model.dtype) for n in floats}
+    inputs = {n: _cast(arrays[n], model.dtype) if model.inputs_spec[n][1] != "int64"
+              else arrays[n].astype(np.int64) for n in wanted}
+    for n in wanted:
+        if n in stats:
+            try:
+                inputs[n] = restandardize(inputs[n], None, stats[n]).astype(model.dtype)
+            except DataError as e:
+                raise DataError(f"{args.input}: array {n!r}: {e}") from None
     outputs = model.forward(state.params, **inputs)
     saved = dict(outputs)
     for name, value in outputs.items():
@@ -154,5 +194,16 @@ def cmd_predict(args) -> int:
             saved[f"{name}_argmax"] = np.argmax(value, axis=1)
     out = args.output or os.path.splitext(args.input)[0] + ".pred.npz"
     np.savez(out, **saved)
-    print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in saved.items()))
+    scaled = [n for n in wanted if n in stats]
+    print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in saved.items())
+          + (f" (standardised {', '.join(scaled)} with the checkpoint's statistics)" if scaled else ""))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    """Names from a trained character model (surnames' ids), one per line."""
+    model = load_model(args)
+    state = ckpt.load(args.checkpoint, model)
+    for name in sample(model, state.params, args.n, args.temperature, args.seed):
+        print(name)
     return 0
