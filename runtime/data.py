@@ -49,7 +49,7 @@ class Dataset:
 
 
 def _fmt(a: np.ndarray) -> str:
-    return "(N" + "".join(f", {d}" for d in a.shape[1:]) + f") {a.dtype}"
+    return "(N," + "".join(f" {d}," for d in a.shape[1:]).rstrip(",") + f") {a.dtype}"
 
 
 class DataError(ValueError):

@@ -35,7 +35,8 @@ def read_names() -> tuple[list[str], int]:
         raise DataError("the surnames data set needs the `names` package: pip install names "
                         "(or pip install symgrad[data])") from None
     path = os.path.join(os.path.dirname(names.__file__), "dist.all.last")
-    words = [line.split()[0].lower() for line in open(path, encoding="ascii") if line.strip()]
+    with open(path, encoding="ascii") as f:
+        words = [line.split()[0].lower() for line in f if line.strip()]
     kept = [w for w in words if re.fullmatch("[a-z]+", w) and len(w) < MAX_LEN]
     return kept, len(words) - len(kept)
 
@@ -116,7 +117,7 @@ def surnames(inputs_spec: dict | None = None) -> Dataset:
     arrays = {split: make(ns) for split, ns in parts.items()}
     target = "next" if shape.kind == "windows" else "targets"
     note = (f"{shape.kind} of {shape.size}; {sum(map(len, parts.values()))} names kept, {dropped} "
-            f"dropped (not a-z only, or longer than {MAX_LEN - 1} letters)")
+            f"dropped as not a-z only or longer than {MAX_LEN - 1} letters")
     return Dataset("surnames", train=arrays["train"], test=arrays["test"], val=arrays["val"],
                    target=target, task="language", classes=len(VOCAB), note=note,
                    pad=PAD if shape.kind == "sequences" else None)
@@ -139,7 +140,8 @@ def sample(model, params: dict, n: int, temperature: float = 1.0, seed: int = 0,
            logits: str | None = None) -> list[str]:
     """n names from a trained character model: feed the context (windows: the last k ids;
     sequences: the ids so far, `.`-padded), take the last position's logits, sample with
-    `temperature` from a seeded generator; stop at `.` or MAX_LEN ids."""
+    `temperature` from a seeded generator; stop at `.` or after MAX_LEN - 1 letters (the longest
+    names of the data, which end there)."""
     if temperature <= 0:
         raise DataError(f"--temperature must be positive, got {temperature}")
     shape = layout(model.inputs_spec)
@@ -147,7 +149,7 @@ def sample(model, params: dict, n: int, temperature: float = 1.0, seed: int = 0,
     rng = np.random.default_rng(seed)
     ids = np.zeros((n, 0), np.int64)
     done = np.zeros(n, bool)
-    for step in range(MAX_LEN):
+    for step in range(MAX_LEN - 1):
         z = model.forward(params, **{shape.feed: _context(ids, shape)})[out]
         z = z[:, step] if shape.kind == "sequences" else z
         z = z[:, :len(VOCAB)].astype(np.float64) / temperature
