@@ -188,3 +188,26 @@ def test_predict_and_eval_on_raw_inputs_use_the_checkpoint_statistics(tmp_path, 
                  "--data", str(tmp_path / "raw_split.npz")]) == 0
     assert f"accuracy {reference['acc']:.4f}" in capsys.readouterr().out
     assert reference["acc"] > 0.9
+
+
+SEQUENCE_BIGRAM = """# a bigram on the padded-sequence layout: one row of logits per previous id
+inputs = Labels("inputs", ("B", 14), classes=27)
+targets = Labels("targets", ("B", 14), classes=28)
+W = Param("bigram.W", (27, 28), init="zeros")
+logits = one_hot(inputs, 27) @ W
+loss = softmax_cross_entropy(logits, targets, ignore=27)
+outputs = {"logits": logits}
+"""
+
+
+def test_sequence_layout_trains_to_the_counted_bigram_and_samples(tmp_path, capsys):
+    """Trained on padded sequences (PAD targets not counted), a bigram reaches the counted bigram's
+    test NLL per token: the sequences, the padding and the per-token mean agree with the windows."""
+    model, out = write(tmp_path, SEQUENCE_BIGRAM), tmp_path / "run"
+    assert main(["train", model, "--data", "surnames", "--epochs", "3", "--batch-size", "64",
+                 "--lr", "1e-2", "--out", str(out), "--quiet"]) == 0
+    nll = float(re.search(r"test_nll (\d\.\d+) nats", capsys.readouterr().out).group(1))
+    assert nll == pytest.approx(S.bigram_nll(1.0), abs=0.005)
+    assert main(["sample", model, "--checkpoint", str(out / "checkpoint.npz"), "-n", "7"]) == 0
+    names = capsys.readouterr().out.splitlines()
+    assert len(names) == 7 and all(re.fullmatch(r"[a-z]{1,13}", n) for n in names)
