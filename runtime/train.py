@@ -189,7 +189,8 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
                 "dtype": np.dtype(dtype).name, "epoch": epoch_, "batch": batch_, "step": step,
                 "rng_state": epoch_start_state, "config": asdict(config), "data": data.name,
                 "optimizer": {"name": optimizer.name, **optimizer.hyper}, "history": history,
-                "preprocess": preprocess_of(binding, data), "task": binding.kind}
+                "preprocess": preprocess_of(binding, data), "task": binding.kind,
+                "target": binding.target}
 
     bar = _progress(total=config.epochs * steps_per_epoch, initial=step, enabled=config.progress)
     started = time.perf_counter()

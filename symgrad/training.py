@@ -171,8 +171,9 @@ def cmd_predict(args) -> int:
     with np.load(args.input, allow_pickle=False) as f:
         arrays = dict(f)
     stats = ckpt.preprocess(args.checkpoint, state.meta) or {}
-    wanted = [n for n, (_, dtype) in model.inputs_spec.items()
-              if n != "seed" and (dtype != "int64" or n not in model.label_classes or n in arrays)]
+    target = state.meta.get("target")  # what the model was trained to predict: not needed
+    wanted = [n for n, (_, dtype) in model.inputs_spec.items() if n != "seed" and (
+        n in arrays or n != target and (dtype != "int64" or n not in model.label_classes))]
     missing = [n for n in wanted if n not in arrays]
     if missing or not wanted:
         first = (missing or [n for n in model.inputs_spec if n != "seed"])[0]

@@ -155,6 +155,11 @@ def test_regression_trains_from_an_npz_with_float_targets(tmp_path, capsys):
     assert f"mse {mse:.4f}" in capsys.readouterr().out
     state = ckpt.load(str(out / "checkpoint.npz"))
     np.testing.assert_allclose(state.params["fit.W"][:, 0], [1.5, -2.0, 0.5], atol=0.05)
+    np.savez(tmp_path / "new.npz", x=x[:5])  # no targets: the checkpoint knows 't' is one
+    assert main(["predict", model, "--checkpoint", str(out / "checkpoint.npz"),
+                 "--input", str(tmp_path / "new.npz")]) == 0
+    with np.load(tmp_path / "new.pred.npz") as f:
+        np.testing.assert_allclose(f["pred"], x[:5] @ state.params["fit.W"] + state.params["fit.b"])
 
 
 # ---- standardisation travels in the checkpoint ---------------------------------------------------
