@@ -32,7 +32,7 @@ def read_names() -> tuple[list[str], int]:
     try:
         import names
     except ImportError:
-        raise DataError("the surnames data set needs the `names` package: pip install names "
+        raise DataError("the surnames data set needs the names package: pip install names "
                         "(or pip install symgrad[data])") from None
     path = os.path.join(os.path.dirname(names.__file__), "dist.all.last")
     with open(path, encoding="ascii") as f:
