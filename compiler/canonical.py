@@ -3,7 +3,8 @@ named values made visible as nodes again.
 
 Stable rewrites: log(sigmoid(x)) = -softplus(-x), log(1 - sigmoid(x)) = -softplus(x),
 log(1 + exp(x)) = softplus(x), log(exp(a)·r) = a + log(r), log(1/r) = -log(r) (so
-log(softmax(z)) becomes z - max - log Σ exp(z - max)). Each rewrite that fires is noted with its line.
+log(softmax(z)) becomes z - max - log Σ exp(z - max)), log(cosh(x)) = |x| + softplus(-2|x|) - log 2
+(finite where cosh overflows). Each rewrite that fires is noted with its line.
 
 Guarded where: in where(c, a, b) every argument u of a singular op (log, sqrt, division, fractional
 power) inside `a` is replaced by where(c, u, 1), and inside `b` by where(c, 1, u), so the branch
@@ -16,13 +17,15 @@ the backward reads `z` by name.
 """
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 
 from .dag import forward_nodes, rewrite
 from .graph import Graph
 from .errors import CompileError
-from .ops import (conform, is_singular, maximum, reduce_max, reduce_sum, rule_for, select,
-                         sigmoid, softplus, squeeze, stop_gradient)
+from .ops import (absolute, conform, cosh, is_singular, maximum, reduce_max, reduce_sum,
+                  rule_for, select, sigmoid, softplus, squeeze, stop_gradient)
 from .shapes import ShapeMismatch, broadcast
 
 
@@ -102,6 +105,8 @@ def _stable_rewrite(node, graph: Graph, line: int):
         note = "log(exp(a)·r) = a + log(r): log(softmax(z)) = z - logsumexp(z)"
     elif isinstance(u, sp.Pow) and u.exp == -1:
         out, note = -sp.log(u.base), "log(1/r) = -log(r)"
+    elif isinstance(u, cosh):
+        out, note = _log_cosh(u.args[0]), "log(cosh(x)) = |x| + softplus(-2|x|) - log(2)"
     if out is None:
         return None
     out = _stable_rewrite(out, graph, line) if isinstance(out, sp.log) else out
@@ -122,6 +127,12 @@ def _log_add_exp(terms: list):
         m = maximum(m, t)
     m = stop_gradient(m)
     return m + sp.log(sp.Add(*[sp.exp(t - m) for t in terms]))
+
+
+def _log_cosh(x):
+    """|x| + log(1 + e^(-2|x|)) - log 2: cosh never overflows; the gradient is tanh(x), ±1 far out."""
+    a = absolute(x)
+    return a + softplus(-2 * a) - sp.Float(math.log(2))
 
 
 def _log_sum_exp(total):

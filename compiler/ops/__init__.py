@@ -1,7 +1,9 @@
 """The op registry: every op head and its `Rule` (see rule.py), one file per op family.
 
-    elementwise.py  Add, Mul, Pow, exp, log, tanh (SymPy's own), abs, max/min, masks and routers
-    activations.py  sigmoid, softplus, gelu, silu, relu, leaky_relu, elu
+    elementwise.py  Add, Mul, Pow, exp, log, tanh (SymPy's own), abs, max/min, square, clip, masks
+                    and routers
+    activations.py  sigmoid, softplus, gelu (tanh form and exact), silu, relu, leaky_relu, elu
+    special.py      sin, cos, sinh, cosh, erf, erfc; the Gaussian of their derivatives
     linalg.py       matrix products, their adjoints, the transpose and axis permutations
     reductions.py   sums and maxima over axes and their adjoints: size-1 axes inserted and dropped,
                     broadcasts; conform (shapes kept through SymPy's algebra) and unbroadcast
@@ -19,9 +21,10 @@ from __future__ import annotations
 
 from .rule import (REGISTRY, Check, Elementwise, IncompleteRule, Op, Rule, axes_arg, missing,
                    register, rule_for)
-from .elementwise import (absolute, equal, maximum, minimum, nonzero, positive, select, stop_gradient,
-                          unless_zero)
-from .activations import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
+from .elementwise import (absolute, clip, equal, maximum, minimum, nonzero, positive, select, square,
+                          stop_gradient, unless_zero, within)
+from .special import cos, cosh, erf, erfc, gauss, sin, sinh
+from .activations import elu, gelu, gelu_exact, leaky_relu, relu, sigmoid, silu, softplus
 from .linalg import contract_leading, matmul, ones, outer, permute, transpose
 from .reductions import (ShapeChanged, broadcast_to, conform, expand_dims, full_shape, reduce_max,
                          reduce_sum, squeeze, unbroadcast)
@@ -50,4 +53,5 @@ __all__ = [
     "squeeze", "stop_gradient", "transpose", "unless_zero", "unwindows", "windows",
     "causal_offsets", "kept", "pick_last", "put_last", "scatter_rows", "take_rows",
     "concat", "einsum", "index", "parse_key", "permute", "unindex",
+    "clip", "cos", "cosh", "erf", "erfc", "gauss", "gelu_exact", "sin", "sinh", "square", "within",
 ]

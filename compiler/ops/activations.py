@@ -6,12 +6,15 @@ Adding an activation means adding one class here; the model-file language picks 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 from .elementwise import select
 from .rule import Check, Elementwise, arg, register
+from .special import erfc, gauss
 
 
 @register
@@ -36,17 +39,28 @@ class sigmoid(Elementwise):
         return f"0.5*np.tanh(0.5*{arg(p, self.args[0], PRECEDENCE['Mul'], False)}) + 0.5"
 
 
-# GELU's tanh approximation (as in GPT-2 and torch's approximate="tanh"): NumPy has no erf
+# GELU's tanh approximation (as in GPT-2 and torch's approximate="tanh"); gelu(x, exact=True) is
+# x·Φ(x) itself, with the module's own erfc (special.py)
 _GELU_C, _GELU_K = sp.Float(0.7978845608028654), sp.Float(0.044715)   # sqrt(2/pi), cubic term
+_SQRT_HALF, _INV_SQRT_2PI = sp.Float(math.sqrt(0.5)), sp.Float(1 / math.sqrt(2 * math.pi))
 
 
 @register
 class gelu(Elementwise):
-    """x·Φ(x) ≈ x/2·(1 + tanh(√(2/π)(x + 0.044715x³))): the smooth ReLU of transformers."""
+    """x·Φ(x) ≈ x/2·(1 + tanh(√(2/π)(x + 0.044715x³))): the smooth ReLU of transformers;
+    gelu(x, exact=True) is x·Φ(x) with the error function."""
     temp, math = "gelu", ("gelu({0})", r"\operatorname{{GELU}}\left({0}\right)")
-    public, init_family = "gelu", "he"
+    public, init_family, static = "gelu", "he", (("exact", False),)
     check = Check({"a": ((3, 2), (-3, 3))}, "sum(gelu(a) * a)",
-                  edges=((0.0, 0.5), (20.0, 1.0), (-20.0, 0.0)))
+                  edges=((0.0, 0.5), (20.0, 1.0), (-20.0, 0.0), (800.0, 1.0), (-800.0, 0.0)))
+
+    @classmethod
+    def eval(cls, x, exact=None):
+        """The static flag picks the head: gelu(x, 0) is the tanh form gelu(x), gelu(x, 1) the exact
+        gelu_exact(x)."""
+        if exact is not None:
+            return gelu_exact(x) if exact else cls(x)
+        return None
 
     def fdiff(self, argindex=1):
         x = self.args[0]
@@ -54,12 +68,37 @@ class gelu(Elementwise):
         return (1 + t) / 2 + x * (1 - t**2) * _GELU_C * (1 + 3 * _GELU_K * x**2) / 2
 
     @staticmethod
-    def eager(x):
+    def eager(x, exact=False):
+        if exact:
+            return gelu_exact.eager(x)
         return 0.5 * x * (1 + np.tanh(float(_GELU_C) * (x + float(_GELU_K) * x**3)))
 
     def _numpycode(self, p):
         x = arg(p, self.args[0], PRECEDENCE["Pow"], False)
         return f"0.5*{x}*(1 + np.tanh({float(_GELU_C)!r}*({x} + {float(_GELU_K)!r}*{x}**3)))"
+
+
+@register
+class gelu_exact(Elementwise):
+    """x·Φ(x) = x/2·erfc(−x/√2) (the model language's gelu(x, exact=True)); its derivative is
+    Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π). erfc keeps Φ accurate in the left tail, where
+    1 + erf(x/√2) would cancel; at x = −800 both are exactly 0, with no underflow."""
+    temp, math = "gelu", ("gelu_exact({0})", r"\operatorname{{GELU}}_{{\mathrm{{erf}}}}\left({0}\right)")
+    check = Check({"a": ((3, 2), (-3, 3))}, "sum(gelu(a, exact=True) * a)")
+    edges = ((0.0, 0.5), (800.0, 1.0), (-800.0, 0.0), (-40.0, 0.0))  # tested in test_elementwise_ops
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return erfc(-_SQRT_HALF * x) / 2 + _INV_SQRT_2PI * x * gauss(_SQRT_HALF * x)
+
+    @staticmethod
+    def eager(x):
+        phi = 0.5 * np.vectorize(math.erfc, otypes=[float])(-np.asarray(x) / math.sqrt(2))
+        return x * phi
+
+    def _numpycode(self, p):
+        x = arg(p, self.args[0], PRECEDENCE["Mul"], False)
+        return f"0.5*{x}*{p._print(erfc(-_SQRT_HALF * self.args[0]))}"
 
 
 @register

@@ -1,5 +1,5 @@
 """Elementwise ops: SymPy's native heads (so SymPy simplifies them and `cse` shares them), abs,
-maximum and minimum, stop_gradient, and the masks and routers reverse mode uses. Each broadcasts
+maximum and minimum, stop_gradient, square, clip, and the masks and routers reverse mode uses. Each broadcasts
 its operands by NumPy's rules. Activations are in activations.py.
 """
 from __future__ import annotations
@@ -8,6 +8,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
+from ..shapes import ShapeMismatch, broadcast
 from .rule import Check, Elementwise, arg, native, register
 
 # ---------------------------------------------------------------------------------------------
@@ -268,3 +269,79 @@ class equal(Elementwise):
 
     def _numpycode(self, p):
         return f"({p._print(self.args[0])} == {p._print(self.args[1])}).astype(DTYPE)"
+
+
+@register
+class square(Elementwise):
+    """x²; its derivative is 2x."""
+    temp, math = "sq", ("{0}²", r"\left({0}\right)^{{2}}")
+    public = "square"
+    check = Check({"a": ((3, 2), (-2, 2))}, "sum(square(a) * a)", edges=((0.0, 0.0), (3.0, 6.0)))
+
+    def fdiff(self, argindex=1):
+        return 2 * self.args[0]
+
+    @staticmethod
+    def eager(x):
+        return x * x
+
+    def _numpycode(self, p):
+        return f"np.square({p._print(self.args[0])})"
+
+
+def _bound(v) -> str:
+    """A static bound as printed code: a float, or ±np.inf for a side left open."""
+    f = float(v)
+    return repr(f) if np.isfinite(f) else ("np.inf" if f > 0 else "-np.inf")
+
+
+@register
+class clip(Elementwise):
+    """x limited to [lo, hi] (static bounds; either may be left open). The derivative is 1 for
+    lo ≤ x ≤ hi (also on the bounds, as in torch.clamp) and 0 outside."""
+    temp, math = "clip", ("clip({0}, {1}, {2})", r"\operatorname{{clip}}_{{[{1}, {2}]}}\left({0}\right)")
+    public, static = "clip", (("lo", float("-inf")), ("hi", float("inf")))
+    check = Check({"a": ((4, 3), (-2, 2))}, "sum(clip(a, lo=-1.0, hi=0.5) * a)",
+                  edges=((0.0, 1.0), (-800.0, 1.0)))  # clip(a) leaves both sides open: the identity
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        lo, hi = float(node.args[1]), float(node.args[2])
+        if not lo <= hi:
+            raise ShapeMismatch(f"clip needs lo <= hi, got lo={lo!r} and hi={hi!r}; pass the lower "
+                                "bound as lo= and the upper one as hi=")
+        return broadcast(*arg_shapes[:1])
+
+    def fdiff(self, argindex=1):
+        return within(*self.args)
+
+    @staticmethod
+    def eager(x, lo, hi):
+        return np.minimum(np.maximum(x, lo), hi)
+
+    def _numpycode(self, p):
+        lo, hi = float(self.args[1]), float(self.args[2])
+        if np.isinf(lo) and np.isinf(hi):
+            return f"np.clip({p._print(self.args[0])}, -np.inf, np.inf)"
+        bounds = (repr(b) if np.isfinite(b) else "None" for b in (lo, hi))  # None: that side is open
+        return f"np.clip({p._print(self.args[0])}, {', '.join(bounds)})"
+
+
+@register
+class within(Elementwise):
+    """The 0/1 mask lo ≤ x ≤ hi: clip's derivative (backward only)."""
+    temp, math = "inside", ("[{1} ≤ {0} ≤ {2}]", r"\left[{1} \leq {0} \leq {2}\right]")
+    differentiable = False
+
+    @staticmethod
+    def eager(x, lo, hi):
+        return ((x >= lo) & (x <= hi)).astype(np.float64)
+
+    def _numpycode(self, p):
+        x = p._print(self.args[0])
+        lo, hi = float(self.args[1]), float(self.args[2])
+        if not np.isfinite(lo):
+            return f"({x} <= {_bound(hi)})" if np.isfinite(hi) else f"np.ones_like({x})"
+        if not np.isfinite(hi):
+            return f"({x} >= {_bound(lo)})"
+        return f"(({x} >= {_bound(lo)}) & ({x} <= {_bound(hi)}))"
