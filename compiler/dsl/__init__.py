@@ -38,3 +38,5 @@ globals().update(PUBLIC_FUNCTIONS)
 __all__ += list(PUBLIC_FUNCTIONS)
 from .structure import concat, einsum, split, stack, transpose  # noqa: E402 - joining and rearranging
 __all__ += ["concat", "stack", "split", "transpose", "einsum"]
+from .layers import avg_pool2d, conv2d, max_pool2d  # noqa: E402 - images, channels last
+__all__ += ["conv2d", "max_pool2d", "avg_pool2d"]

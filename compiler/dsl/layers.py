@@ -1,10 +1,12 @@
-"""Layers: linear, mlp, conv1d, pooling, flatten, dropout, batch_norm and layer_norm. Each declares
-its parameters (named after the layer) and records the names and init hints the compiler uses."""
+"""Layers: linear, mlp, conv1d, conv2d, 1-D and 2-D pooling, flatten, dropout, batch_norm and
+layer_norm. Each declares its parameters (named after the layer) and records the names and init
+hints the compiler uses."""
 from __future__ import annotations
 
 import sympy as sp
 
 from .. import ops as P
+from ..ops.layers import image_out
 from ..shapes import fmt, size
 from .declarations import Param, State, declare, leaf_tensor
 from .functions import amax, mean, reshape, sqrt
@@ -105,6 +107,80 @@ def max_pool1d(x, kernel_size: int, stride: int | None = None, padding: int = 0)
 def avg_pool1d(x, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
     """Mean over windows of `kernel_size` along the length (stride defaults to the window)."""
     return mean(_pool(x, kernel_size, stride, padding, "avg_pool1d"), axis=2)
+
+
+IMAGE_FIX = ('images are (batch, height, width, channels): reshape a flat (B, 784) batch with '
+             'reshape(x, ("B", 28, 28, 1)); move channels last with transpose(x, (0, 2, 3, 1))')
+
+
+def _pair(value, label: str, low: int, op: str) -> tuple[int, int]:
+    """An int or a (rows, columns) pair of ints >= low, as a pair."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in pair):
+        raise error(f"{label} must be an int >= {low} or a (rows, columns) pair of them, got {value!r}",
+                    op=op, fix=f"write {label}=3 or {label}=(3, 5)")
+    return pair
+
+
+def _image_windows(x, kernel_size, stride, padding, dilation, op: str) -> Tensor:
+    """The windows (B, H_out, W_out, kh, kw, C) of x, checked to be a batch of images."""
+    x = lift(x, op)
+    if x.ndim != 4 or not all(isinstance(d, int) for d in x.shape[1:]):
+        raise error(f"{op} takes images (batch, height, width, channels) of fixed sizes, got "
+                    f"{fmt(x.shape)}", op=op, shapes=fmt(x.shape), fix=IMAGE_FIX)
+    k, s, p, d = (_pair(v, label, low, op) for v, label, low in
+                  ((kernel_size, "kernel_size", 1), (stride, "stride", 1), (padding, "padding", 0),
+                   (dilation, "dilation", 1)))
+    if min(image_out(x.shape[1:3], k, s, p, d)) < 1:
+        span = tuple(d[i] * (k[i] - 1) + 1 for i in (0, 1))
+        raise error(f"the {k[0]}×{k[1]} window (dilation {d[0]}×{d[1]}) spans {span[0]}×{span[1]} pixels, "
+                    f"more than the {x.shape[1] + 2 * p[0]}×{x.shape[2] + 2 * p[1]} padded image",
+                    op=op, shapes=fmt(x.shape),
+                    fix="use a smaller kernel_size or dilation, add padding, or downsample less before it")
+    return apply(P.windows2d, x, k, s, p, d, op=op)
+
+
+def conv2d(x: Tensor, channels: int, kernel_size, stride=1, padding=0, dilation=1, name: str | None = None,
+           bias: bool = True, init: str = "auto") -> Tensor:
+    """2-D convolution of images x: (batch, height, width, in_channels) -> (batch, H_out, W_out,
+    channels); kernel_size, stride, padding (zeros) and dilation are ints or (rows, columns) pairs.
+
+    Weights `name.W`: (kh, kw, in_channels, channels), He/Xavier by fan-in = kh · kw · in_channels
+    (set by the activation that follows); bias `name.b`: (channels,), zero. Computed as im2col (a
+    strided window view) followed by one matrix product per image.
+    """
+    rec = recorder()
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise error(f"channels must be an int >= 1, got {channels!r}", op="conv2d",
+                    fix="the second argument is the number of output channels")
+    taps = _image_windows(x, kernel_size, stride, padding, dilation, "conv2d")
+    if name is None:
+        rec.layer_count += 1
+        name = f"conv{rec.layer_count}"
+    batch, h_out, w_out, kh, kw, c_in = taps.shape
+    W = Param(f"{name}.W", (kh, kw, c_in, channels), init=init)
+    patches = reshape(taps, (batch, h_out * w_out, kh * kw * c_in))
+    if rec.eager is None:
+        rec.hints.setdefault(patches.expr, f"{name}_patches")
+    out = reshape(patches @ reshape(W, (kh * kw * c_in, channels)), (batch, h_out, w_out, channels))
+    if bias:
+        out = out + Param(f"{name}.b", (channels,), init="zeros")
+    _name_layer(rec, out, name, init)
+    return out
+
+
+def max_pool2d(x, size, stride=None, padding=0) -> Tensor:
+    """Max over size×size (or (rows, columns)) windows of each channel; stride defaults to the
+    window. Padding adds zeros (as max_pool1d does), so it only matters for negative inputs."""
+    taps = _image_windows(x, size, size if stride is None else stride, padding, 1, "max_pool2d")
+    return amax(taps, axis=(3, 4))
+
+
+def avg_pool2d(x, size, stride=None, padding=0) -> Tensor:
+    """Mean over size×size (or (rows, columns)) windows of each channel; stride defaults to the
+    window; padded zeros count in the mean. Global average pooling is mean(x, axis=(1, 2))."""
+    taps = _image_windows(x, size, size if stride is None else stride, padding, 1, "avg_pool2d")
+    return mean(taps, axis=(3, 4))
 
 
 def flatten(x) -> Tensor:

@@ -31,7 +31,7 @@ from .reductions import (ShapeChanged, broadcast_to, conform, expand_dims, full_
 from .structure import one_hot, pick, reshape
 from .indexing import concat, index, parse_key, unindex
 from .stacks import einsum
-from .layers import keep_mask, unwindows, windows
+from .layers import keep_mask, unwindows, unwindows2d, windows, windows2d
 from .tokens import causal_offsets, kept, pick_last, put_last, scatter_rows, take_rows
 
 PUBLIC: dict[str, Rule] = {r.public: r for r in REGISTRY.values() if r.public}
@@ -51,6 +51,7 @@ __all__ = [
     "leaky_relu", "matmul", "maximum", "minimum", "nonzero", "one_hot", "ones", "outer", "pick",
     "positive", "reduce_max", "reduce_sum", "relu", "reshape", "select", "sigmoid", "silu", "softplus",
     "squeeze", "stop_gradient", "transpose", "unless_zero", "unwindows", "windows",
+    "unwindows2d", "windows2d",
     "causal_offsets", "kept", "pick_last", "put_last", "scatter_rows", "take_rows",
     "concat", "einsum", "index", "parse_key", "permute", "unindex",
     "clip", "cos", "cosh", "erf", "erfc", "gauss", "gelu_exact", "sin", "sinh", "square", "within",

@@ -1,5 +1,5 @@
-"""Layer ops: the sliding windows of a 1-D convolution or pooling (a strided view) and their
-adjoint, and dropout's reproducible mask. Each prints a call to a small helper function that the
+"""Layer ops: the sliding windows of a 1-D or 2-D convolution or pooling (a strided view) and their
+adjoints, and dropout's reproducible mask. Each prints a call to a small helper function that the
 generated module carries."""
 from __future__ import annotations
 
@@ -98,6 +98,117 @@ class unwindows(Op):
         p.helpers.add(type(self))
         args = ", ".join(str(int(v)) for v in self.args[1:6])
         return f"_unwindows({p._print(self.args[0])}, {args})"
+
+
+# ---- images (channels last): the 2-D windows and their adjoint -------------------------------
+
+def _pairs(node, first: int, count: int) -> list[tuple[int, int]]:
+    """`count` static (rows, columns) pairs of `node` from argument `first` on, as ints."""
+    return [(int(a[0]), int(a[1])) for a in node.args[first:first + count]]
+
+
+def image_out(size: tuple[int, int], k, stride, padding, dilation) -> tuple[int, int]:
+    """(H_out, W_out) of 2-D windows over an (H, W) image (each argument a (rows, columns) pair)."""
+    return tuple(windows.out_length(size[i], k[i], stride[i], padding[i], dilation[i]) for i in (0, 1))
+
+
+@register
+class windows2d(Op):
+    """(N, H, W, C) -> (N, H_out, W_out, kh, kw, C): the kh·kw taps each output pixel of a 2-D
+    convolution or pooling reads (static (rows, columns) pairs: kernel, stride, padding, dilation).
+    A strided view (of a zero-padded copy when padding); its VJP adds back with unwindows2d."""
+    temp, view = "windows", True
+    math = ("windows2d({0})", r"\operatorname{{windows_{{2d}}}}\left({0}\right)")
+    helper = ("def _windows2d(x, kernel, stride, padding, dilation):\n"
+              "    \"\"\"(N, H, W, C) -> (N, H_out, W_out, kh, kw, C): the taps each output pixel reads (a view).\"\"\"\n"
+              "    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation\n"
+              "    if ph or pw:\n"
+              "        x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))\n"
+              "    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)\n"
+              "    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(1, 2))\n"
+              "    return view[:, ::sh, ::sw, :, ::dh, ::dw].transpose(0, 1, 2, 4, 5, 3)\n")
+    check = Check({"a": ((2, 5, 6, 2), (-1, 1))},
+                  "sum(tanh(apply(P.windows2d, a, (2, 3), (2, 1), (0, 0), (1, 2))) * "
+                  "apply(P.windows2d, a, (2, 3), (2, 1), (0, 0), (1, 2)))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        x = arg_shapes[0]
+        k, stride, padding, dilation = _pairs(node, 1, 4)
+        if len(x) != 4 or not all(isinstance(d, int) for d in x[1:3]):
+            raise ShapeMismatch(f"expects images (batch, height, width, channels) with a fixed height "
+                                f"and width, got {fmt(x)}")
+        out = image_out(x[1:3], k, stride, padding, dilation)
+        if min(out) < 1:
+            raise ShapeMismatch(f"a {k[0]}×{k[1]} window (dilation {dilation[0]}×{dilation[1]}) does not "
+                                f"fit a {x[1]}×{x[2]} image with padding {padding[0]}×{padding[1]}")
+        return (x[0], *out, *k, x[3])
+
+    def vjp(self, g, shape):
+        size = sp.Tuple(*(sp.Integer(d) for d in shape(self.args[0])[1:3]))
+        return (unwindows2d(g, size, *self.args[1:5]),)
+
+    @staticmethod
+    def eager(x, k, stride, padding, dilation):
+        """Loops over output pixels and taps, reading a zero-padded copy."""
+        n, height, width, c = x.shape
+        padded = np.zeros((n, height + 2 * padding[0], width + 2 * padding[1], c))
+        padded[:, padding[0]:padding[0] + height, padding[1]:padding[1] + width] = x
+        h_out, w_out = image_out((height, width), k, stride, padding, dilation)
+        out = np.empty((n, h_out, w_out, k[0], k[1], c))
+        for r, s, i, j in np.ndindex(h_out, w_out, k[0], k[1]):
+            out[:, r, s, i, j] = padded[:, r * stride[0] + i * dilation[0], s * stride[1] + j * dilation[1]]
+        return out
+
+    def _numpycode(self, p):
+        p.helpers.add(type(self))
+        pairs = ", ".join(f"({a}, {b})" for a, b in _pairs(self, 1, 4))
+        return f"_windows2d({p._print(self.args[0])}, {pairs})"
+
+
+@register
+class unwindows2d(Op):
+    """The adjoint of `windows2d`: each tap's gradient is added back to the pixel it read."""
+    temp, view = "unwindows", False
+    math = ("unwindows2d({0})", r"\operatorname{{unwindows_{{2d}}}}\left({0}\right)")
+    helper = ("def _unwindows2d(g, size, kernel, stride, padding, dilation):\n"
+              "    \"\"\"Adjoint of _windows2d: (N, H_out, W_out, kh, kw, C) -> (N, H, W, C), overlaps summed.\"\"\"\n"
+              "    (height, width), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = size, kernel, stride, padding, dilation\n"
+              "    n, h_out, w_out, _, _, c = g.shape\n"
+              "    out = np.zeros((n, height + 2 * ph, width + 2 * pw, c), dtype=g.dtype)\n"
+              "    for i in range(kh):\n"
+              "        for j in range(kw):\n"
+              "            rows = slice(i * dh, i * dh + sh * (h_out - 1) + 1, sh)\n"
+              "            cols = slice(j * dw, j * dw + sw * (w_out - 1) + 1, sw)\n"
+              "            out[:, rows, cols, :] += g[:, :, :, i, j, :]\n"
+              "    return out[:, ph:ph + height, pw:pw + width, :]\n")
+    check = Check({"a": ((2, 3, 2, 2, 3, 2), (-1, 1))},
+                  "sum(tanh(apply(P.unwindows2d, a, (5, 6), (2, 3), (2, 1), (1, 0), (1, 2))))")
+
+    @classmethod
+    def shape_of(cls, node, arg_shapes):
+        g = arg_shapes[0]
+        size, k, stride, padding, dilation = _pairs(node, 1, 5)
+        if len(g) != 6 or tuple(g[1:5]) != image_out(size, k, stride, padding, dilation) + k:
+            raise ShapeMismatch(f"unwindows2d: {fmt(g)} are not the windows of a {size[0]}×{size[1]} image")
+        return (g[0], *size, g[5])
+
+    def vjp(self, g, shape):
+        return (windows2d(g, *self.args[2:6]),)
+
+    @staticmethod
+    def eager(g, size, k, stride, padding, dilation):
+        """Loops over output pixels and taps, adding into a zero-padded image, then crops."""
+        n, h_out, w_out, _, _, c = g.shape
+        out = np.zeros((n, size[0] + 2 * padding[0], size[1] + 2 * padding[1], c))
+        for r, s, i, j in np.ndindex(h_out, w_out, k[0], k[1]):
+            out[:, r * stride[0] + i * dilation[0], s * stride[1] + j * dilation[1]] += g[:, r, s, i, j]
+        return out[:, padding[0]:padding[0] + size[0], padding[1]:padding[1] + size[1]]
+
+    def _numpycode(self, p):
+        p.helpers.add(type(self))
+        pairs = ", ".join(f"({a}, {b})" for a, b in _pairs(self, 1, 5))
+        return f"_unwindows2d({p._print(self.args[0])}, {pairs})"
 
 
 @register
