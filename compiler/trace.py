@@ -1,6 +1,7 @@
 """Run a model file under the tracer and hand back its Graph (the SymPy DAG with shapes and lines)."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import io
@@ -28,10 +29,10 @@ def trace_file(path: str) -> Graph:
     return trace_source(source, path)
 
 
-def run_model(code, path: str, rec: Recorder) -> dict:
+def run_model(code, path: str, rec: Recorder, hooks: dict | None = None) -> dict:
     """Execute a compiled model file with `rec` active (tracing, or the eager oracle) and return its
     namespace; the user's own Python errors are reported at their line, not ours."""
-    namespace = {"__name__": "__symgrad_model__", "__file__": path}
+    namespace = {"__name__": "__symgrad_model__", "__file__": path, **(hooks or {})}
     with recording(rec):
         try:
             exec(code, namespace)
@@ -48,14 +49,48 @@ def run_model(code, path: str, rec: Recorder) -> dict:
     return namespace
 
 
+LOCALS_HOOK = "__symgrad_locals__"
+
+
+class _ReportLocals(ast.NodeTransformer):
+    """Each function of the model file reports its local tensors when it returns (a try/finally
+    around its body), so `scores = q @ k.T` inside `def attention(...)` names its value in the
+    generated code as it does at the top level. Lines and behaviour are unchanged."""
+
+    def visit_FunctionDef(self, node):
+        self.generic_visit(node)
+        a = node.args
+        params = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs] + \
+            [p.arg for p in (a.vararg, a.kwarg) if p is not None]
+        report = ast.Expr(ast.Call(ast.Name(LOCALS_HOOK, ast.Load()),
+                                   [ast.Call(ast.Name("locals", ast.Load()), [], []),
+                                    ast.Constant(tuple(params))], []))
+        node.body = [ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[report])]
+        ast.fix_missing_locations(ast.increment_lineno(node, 0))
+        return node
+
+
+def _name_locals(rec: Recorder):
+    """The hook: a function's own tensors (not its parameters) are named after their variables,
+    prefixed by the function's `name` argument when it has one (`block1.attn.scores`)."""
+    def report(local_vars: dict, params: tuple):
+        prefix = local_vars.get("name")
+        for var, value in local_vars.items():
+            if var in params or var.startswith("_") or not isinstance(value, Tensor) or value.expr.is_Atom:
+                continue
+            rec.hints.setdefault(value.expr, f"{prefix}.{var}" if isinstance(prefix, str) else var)
+    return report
+
+
 def trace_source(source: str, path: str) -> Graph:
     try:
-        code = compile(source, path, "exec")
+        tree = _ReportLocals().visit(ast.parse(source, path))
+        code = compile(tree, path, "exec")
     except SyntaxError as e:
         raise ModelError(f"syntax error: {e.msg}", where=f"{path}:{e.lineno}",
                          fix="fix the Python syntax of the model file") from None
     rec = Recorder(path=path)
-    namespace = run_model(code, path, rec)
+    namespace = run_model(code, path, rec, {LOCALS_HOOK: _name_locals(rec)})
 
     loss = namespace.get("loss")
     if not isinstance(loss, Tensor):
