@@ -217,3 +217,11 @@ def test_float32_module_keeps_its_dtype(tmp_path):
     x = np.array([-1.0, 0.5, 2.0])
     want = sum(math.erf(v) * v * 0.5 * math.erfc(-v / math.sqrt(2)) for v in x)
     assert float(value) == pytest.approx(want, rel=1e-6)
+
+
+def test_explain_shows_the_derivatives_as_mathematics(tmp_path):
+    from compiler.explain import explain
+    path = tmp_path / "m.py"
+    path.write_text(PRELUDE + 'a = Param("a", (3,))\nloss = sum(erf(a) + clip(a, hi=2.0) + sin(a))\n')
+    text = explain(compiler.compile_model(str(path)), "a")
+    assert "exp(-a²)" in text and "[a ≤ 2.0]" in text and "cos(a)" in text

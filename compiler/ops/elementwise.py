@@ -330,8 +330,19 @@ class clip(Elementwise):
 @register
 class within(Elementwise):
     """The 0/1 mask lo ≤ x ≤ hi: clip's derivative (backward only)."""
-    temp, math = "inside", ("[{1} ≤ {0} ≤ {2}]", r"\left[{1} \leq {0} \leq {2}\right]")
+    temp = "inside"
     differentiable = False
+
+    def _bounds(self, p, le: str) -> str:
+        """lo ≤ x ≤ hi, an open side left out."""
+        lo, hi = (p._print(b) if np.isfinite(float(b)) else None for b in self.args[1:3])
+        return le.join(t for t in (lo, p._print(self.args[0]), hi) if t is not None)
+
+    def _mathtext(self, p):
+        return f"[{self._bounds(p, ' ≤ ')}]"
+
+    def _latex(self, p):
+        return r"\left[" + self._bounds(p, r" \leq ") + r"\right]"
 
     @staticmethod
     def eager(x, lo, hi):

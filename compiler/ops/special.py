@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 
 from .rule import Check, Elementwise, register
 
@@ -183,8 +184,14 @@ class erfc(Special):
 @register
 class gauss(Special):
     """e^(−x²), 0 instead of an underflow for |x| > 26.5 (backward only: erf's derivative)."""
-    temp, math, call = "gauss", ("exp(-{0}²)", r"e^{{-\left({0}\right)^2}}"), "_gauss"
+    temp, call = "gauss", "_gauss"
     differentiable = False
+
+    def _mathtext(self, p):
+        return f"exp(-{p.parenthesize(self.args[0], PRECEDENCE['Pow'])}²)"
+
+    def _latex(self, p):
+        return rf"e^{{-{p.parenthesize(self.args[0], PRECEDENCE['Pow'])}^{{2}}}}"
 
     @staticmethod
     def eager(x):
