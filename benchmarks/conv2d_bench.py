@@ -1,0 +1,104 @@
+"""LeNet on (B, 28, 28, 1), channels last: the generated loss_and_grad at batch 64 in float32 and
+float64 (median of 20 calls), and PyTorch eager (forward, loss and backward) when torch is installed.
+
+    .venv/bin/python -m benchmarks.conv2d_bench [--batch 64] [--repeat 20] [--threads 1]
+
+--threads limits BLAS (threadpoolctl) and torch to that many threads: on a small shared machine
+OpenBLAS's own threads contend with other processes and single calls take up to a second.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import timeit
+from pathlib import Path
+
+import numpy as np
+
+LENET = '''from compiler.dsl import *
+x = Input("x", ("B", 28, 28, 1))
+y = Labels("y", ("B",), classes=10)
+h = max_pool2d(relu(conv2d(x, 8, 5, padding=2, name="conv1")), 2)
+h = max_pool2d(relu(conv2d(h, 16, 5, padding=2, name="conv2")), 2)
+h = relu(linear(flatten(h), 128, name="fc1"))
+logits = linear(h, 10, name="fc2")
+loss = softmax_cross_entropy(logits, y)
+outputs = {"logits": logits}
+'''
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm up
+    return 1000 * statistics.median(timeit.repeat(fn, number=1, repeat=repeat))
+
+
+def generated(batch: int, repeat: int, dtype: str) -> float:
+    import runtime
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lenet.py"
+        path.write_text(LENET)
+        model = runtime.load(str(path), dtype=dtype)
+        params = model.init_params(0)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, 28, 28, 1)).astype(dtype)
+        y = rng.integers(0, 10, size=batch)
+        return median_ms(lambda: model.loss_and_grad(params, x=x, y=y), repeat)
+
+
+def torch_eager(batch: int, repeat: int, dtype: str) -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    tdtype = getattr(torch, dtype)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)).to(tdtype)
+    x = torch.randn(batch, 1, 28, 28, dtype=tdtype)  # torch's own layout (channels first)
+    y = torch.randint(0, 10, (batch,))
+
+    def step():
+        net.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+    return median_ms(step, repeat)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="BLAS and torch threads (default: theirs)")
+    args = parser.parse_args(argv)
+    print(f"LeNet loss_and_grad, batch {args.batch}, median of {args.repeat} (ms), "
+          f"threads {args.threads or 'default'}")
+    with limit_threads(args.threads):
+        for dtype in ("float32", "float64"):
+            report(args, dtype)
+
+
+@contextlib.contextmanager
+def limit_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+    with contextlib.suppress(ImportError):
+        import torch
+        torch.set_num_threads(n)
+    with threadpool_limits(limits=n):
+        yield
+
+
+def report(args, dtype: str) -> None:
+    line = f"  {dtype}: generated {generated(args.batch, args.repeat, dtype):.2f}"
+    peer = torch_eager(args.batch, args.repeat, dtype)
+    line += "  torch eager: not installed" if peer is None else f"  torch eager {peer:.2f}"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
