@@ -34,7 +34,6 @@ NUMPY_OPERATORS = {
     "positive": "+a",
     "power": "a ** b",
     "float_power": "a ** b",
-    "square": "a * a (or a ** 2)",
     "reciprocal": "1 / a",
     "matmul": "a @ b",
     "dot": "a @ b",

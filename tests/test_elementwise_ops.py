@@ -225,3 +225,17 @@ def test_explain_shows_the_derivatives_as_mathematics(tmp_path):
     path.write_text(PRELUDE + 'a = Param("a", (3,))\nloss = sum(erf(a) + clip(a, hi=2.0) + sin(a))\n')
     text = explain(compiler.compile_model(str(path)), "a")
     assert "exp(-a²)" in text and "[a ≤ 2.0]" in text and "cos(a)" in text
+
+
+def test_static_arguments_by_position_or_by_name(tmp_path):
+    """clip(x, -1, 1) and clip(x, lo=-1, hi=1) are the same op; giving one both ways is refused."""
+    params = {"a": np.array([-3.0, -0.5, 0.25, 2.0])}
+    (tmp_path / "p").mkdir()
+    (tmp_path / "n").mkdir()
+    by_position = build(tmp_path / "p", 'a = Param("a", (4,))\nloss = sum(clip(a, -1, 1) * a)\n')
+    by_name = build(tmp_path / "n", 'a = Param("a", (4,))\nloss = sum(clip(a, lo=-1, hi=1) * a)\n')
+    assert by_position.loss(params) == by_name.loss(params) == 3.0 + 0.25 + 0.0625 + 2.0
+    with pytest.raises(compiler.ModelError, match="lo given by position and by name"):
+        compiler.compile_source(PRELUDE + 'a = Param("a", (4,))\nloss = sum(clip(a, -1, lo=1))\n', "m.py")
+    with pytest.raises(compiler.ModelError, match="takes 1 tensor argument"):
+        compiler.compile_source(PRELUDE + 'a = Param("a", (4,))\nloss = sum(clip(a, -1, 1, 2))\n', "m.py")

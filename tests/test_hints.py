@@ -264,7 +264,7 @@ def test_the_checker_catches_hints_that_name_missing_things():
     assert problems("use symgrad's fft from compiler.dsl", "fix")
     assert problems("use symgrad's cumsum, exp", "fix")
     assert problems("write cumsum(x)", "fix")
-    assert problems("use sin/cos instead", "fix")
+    assert problems("use arctan2/arccos instead", "fix")
     assert problems("recompile with --dtype int64", "message")
     assert problems("recompile with `symgrad compile model.py --dtype float16`", "message")
     assert problems("continue with --restart", "message")

@@ -294,14 +294,21 @@ def _wrap(rule: P.Rule):
     names = [n for n, _ in rule.static]
 
     def fn(*args, **kwargs):
+        """Tensors first, then the static arguments by position or by name (clip(x, -1, 1))."""
         n = rule.n_tensor or 1
-        static = [kwargs.pop(name, default) for name, default in rule.static]
-        if kwargs:
-            raise error(f"unexpected argument(s) {sorted(kwargs)}", op=rule.public,
-                        fix=f"{rule.public} takes {n} tensor(s){' and ' + ', '.join(names) if names else ''}")
-        if len(args) != n:
-            raise error(f"takes {n} tensor argument(s), got {len(args)}", op=rule.public)
-        return apply(rule.head, *args, *static, op=rule.public)
+        usage = f"{rule.public} takes {n} tensor(s){' and ' + ', '.join(names) if names else ''}"
+        if len(args) < n or len(args) > n + len(names):
+            raise error(f"takes {n} tensor argument(s){f' and up to {len(names)} more' if names else ''}, "
+                        f"got {len(args)}", op=rule.public, fix=usage)
+        given = dict(zip(names, args[n:]))
+        twice = sorted(set(given) & set(kwargs))
+        if twice:
+            raise error(f"{', '.join(twice)} given by position and by name", op=rule.public, fix=usage)
+        given.update(kwargs)
+        static = [given.pop(name, default) for name, default in rule.static]
+        if given:
+            raise error(f"unexpected argument(s) {sorted(given)}", op=rule.public, fix=usage)
+        return apply(rule.head, *args[:n], *static, op=rule.public)
     fn.__name__ = rule.public
     fn.__doc__ = (rule.head.__doc__ or "").strip() or f"{rule.public}, elementwise"
     return fn
