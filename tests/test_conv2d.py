@@ -142,7 +142,7 @@ def error_of(tmp_path, body) -> str:
     ('z = max_pool2d(Input("x", ("B", 4, 4)), 2)', ["bad.py:3: max_pool2d:", "got (B, 4, 4)", "fix:"]),
     ('z = conv2d(Input("x", ("B", 6, 6, 1)), 8, 5, dilation=2)',
      ["bad.py:3: conv2d: the 5×5 window (dilation 2×2) spans 9×9 pixels, more than the 6×6 padded image",
-      "shapes: (B, 6, 6, 1)", "fix: use a smaller kernel_size or dilation, add padding"]),
+      "shapes: (B, 6, 6, 1)", "fix: use a smaller window or dilation, add padding"]),
     ('z = avg_pool2d(Input("x", ("B", 6, 3, 1)), (2, 4), padding=(0, 0))',
      ["bad.py:3: avg_pool2d: the 2×4 window (dilation 1×1) spans 2×4 pixels, more than the 6×3 padded"]),
     ('z = conv2d(Input("x", ("B", 6, 6, 1)), 8, 2.5)',

@@ -17,15 +17,17 @@ relu = PUBLIC_FUNCTIONS["relu"]  # mlp's default activation
 
 
 def linear(x: Tensor, n_out: int, name: str | None = None, bias: bool = True, init: str = "auto") -> Tensor:
-    """x @ W + b with W: (n_in, n_out) and b: (n_out,), named `name.W` and `name.b`.
+    """x @ W + b over the last axis of x (any leading axes, e.g. (B, T, n_in)), with W: (n_in, n_out)
+    and b: (n_out,), named `name.W` and `name.b`.
 
     The weight init follows the activation applied to the result: He-normal for the ReLU family,
     Xavier/Glorot for tanh, sigmoid and identity. Biases start at zero.
     """
     rec = recorder()
     x = lift(x, "linear")
-    if x.ndim not in (1, 2) or not isinstance(x.shape[-1], int):
-        raise error(f"linear takes (N, features) or (features,), got {fmt(x.shape)}", op="linear",
+    if x.ndim < 1 or not isinstance(x.shape[-1], int):
+        raise error(f"linear maps the last axis (features) of (..., features), got {fmt(x.shape)}",
+                    op="linear",
                     fix="flatten or reshape the input so its last dimension is the feature size")
     if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
         raise error(f"n_out must be a positive int, got {n_out!r}", op="linear")
@@ -136,7 +138,7 @@ def _image_windows(x, kernel_size, stride, padding, dilation, op: str) -> Tensor
         raise error(f"the {k[0]}×{k[1]} window (dilation {d[0]}×{d[1]}) spans {span[0]}×{span[1]} pixels, "
                     f"more than the {x.shape[1] + 2 * p[0]}×{x.shape[2] + 2 * p[1]} padded image",
                     op=op, shapes=fmt(x.shape),
-                    fix="use a smaller kernel_size or dilation, add padding, or downsample less before it")
+                    fix="use a smaller window or dilation, add padding, or downsample less before it")
     return apply(P.windows2d, x, k, s, p, d, op=op)
 
 
