@@ -79,8 +79,8 @@ def plan(sched, graph, printer, workspace: bool) -> Plan:
     def into_workspace(expr, shape=None) -> bool:
         shape = shapes(expr) if shape is None else tuple(shape)
         return (workspace and shapes(expr) == shape and _large(shape)
-                and all(len(shapes(a)) <= 2 for a in expr.args)  # stacked products: slower with out=
-                and matmul_operands(expr, printer) is not None)
+                and matmul_operands(expr, printer) is not None  # (then its args are both tensors)
+                and all(len(shapes(a)) <= 2 for a in expr.args))  # stacked products: slower with out=
 
     actions, owned = [], set()
     for step in sched.steps:
