@@ -32,7 +32,8 @@ def test_example_gradients(tmp_path, name):
     assert loss == model.loss(params, **inputs)
     assert set(grads) == set(model.params_spec)
     oracle = Oracle(os.path.join(EXAMPLES, name))  # difference an independent forward
-    checks = runtime.check_gradients(model, params, inputs, max_per_param=60, reference=oracle.loss)
+    per_param = max(8, 600 // len(params))  # ~600 elements in all: the transformer has 40 parameters
+    checks = runtime.check_gradients(model, params, inputs, max_per_param=per_param, reference=oracle.loss)
     for c in checks:
         assert c.rel_error <= 1e-6, c
     for k, g in grads.items():
