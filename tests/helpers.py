@@ -60,3 +60,19 @@ def check_model_text(check):
               for name, (shape, classes) in check.labels.items()]
     lines.append(f"loss = {check.loss}")
     return "\n".join(lines) + "\n"
+
+
+def compile_text(tmp_path, body):
+    """Compile a model file made of PRELUDE + `body` (written as tmp_path/bad.py)."""
+    path = tmp_path / "bad.py"
+    path.write_text(PRELUDE + body)
+    return compiler.compile_file(str(path))
+
+
+def error_of(tmp_path, body) -> str:
+    """The ModelError text compiling PRELUDE + `body` raises (the test fails if none)."""
+    import pytest
+    with pytest.raises(compiler.ModelError) as info:
+        compile_text(tmp_path, body)
+    return str(info.value)
+

@@ -4,9 +4,8 @@ the model line, and a LeNet on (B, 28, 28, 1)."""
 import numpy as np
 import pytest
 
-import compiler
-from compiler import ModelError
-from helpers import PRELUDE, assert_forward_matches_oracle, build, central_difference, relative_error
+from helpers import (assert_forward_matches_oracle, build, central_difference, error_of,
+                     relative_error)
 
 
 def pair(v):
@@ -125,14 +124,6 @@ def test_global_average_pooling_is_mean_over_height_and_width(tmp_path):
     np.testing.assert_allclose(model.forward({"x": x, "w": w})["g"], x.mean(axis=(1, 2)), rtol=1e-13)
     _, g = model.loss_and_grad({"x": x, "w": w})
     np.testing.assert_allclose(g["x"], np.broadcast_to(w / 12, (2, 3, 4, 5)), rtol=1e-13)
-
-
-def error_of(tmp_path, body) -> str:
-    path = tmp_path / "bad.py"
-    path.write_text(PRELUDE + body)
-    with pytest.raises(ModelError) as info:
-        compiler.compile_file(str(path))
-    return str(info.value)
 
 
 @pytest.mark.parametrize("line, wants", [

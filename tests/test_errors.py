@@ -6,20 +6,7 @@ import pytest
 
 import compiler
 import runtime
-from compiler import ModelError
-from helpers import EXAMPLES, PRELUDE, build
-
-
-def compile_text(tmp_path, body):
-    path = tmp_path / "bad.py"
-    path.write_text(PRELUDE + body)
-    return compiler.compile_file(str(path))
-
-
-def error_of(tmp_path, body) -> str:
-    with pytest.raises(ModelError) as info:
-        compile_text(tmp_path, body)
-    return str(info.value)
+from helpers import EXAMPLES, PRELUDE, error_of
 
 
 def test_shape_mismatch_in_matmul_names_line_op_shapes(tmp_path):

@@ -4,9 +4,7 @@ and the errors for what they refuse."""
 import numpy as np
 import pytest
 
-import compiler
-from compiler.errors import ModelError
-from helpers import PRELUDE, build, central_difference, relative_error
+from helpers import build, central_difference, compile_text, error_of, relative_error
 
 
 def gradients_match(model, params, inputs=None, tol=1e-6):
@@ -218,18 +216,6 @@ def test_einsum_that_is_no_product_prints_np_einsum(tmp_path):
 
 
 # ---- errors ---------------------------------------------------------------------------------------
-
-def compile_text(tmp_path, body):
-    path = tmp_path / "bad.py"
-    path.write_text(PRELUDE + body)
-    return compiler.compile_file(str(path))
-
-
-def error_of(tmp_path, body) -> str:
-    with pytest.raises(ModelError) as info:
-        compile_text(tmp_path, body)
-    return str(info.value)
-
 
 ERRORS = {
     "tensor index": ('x = Param("x", (3, 4))\ni = Param("i", (2,))\nloss = sum(x[i])\n', 5,

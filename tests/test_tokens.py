@@ -6,9 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-import compiler
-from compiler import ModelError
-from helpers import PRELUDE, assert_forward_matches_oracle, build, central_difference, relative_error
+from helpers import (assert_forward_matches_oracle, build, central_difference, error_of,
+                     relative_error)
 from runtime.gradcheck import check_gradients, random_inputs
 
 SEQ_MODEL = """
@@ -185,14 +184,6 @@ def test_generated_module_refuses_bad_ids(seq_pad, ids, message):
         seq_pad.loss_and_grad(params_of(seq_pad), ids=ids, y=good)
     assert message in str(info.value)
     assert str(info.value).startswith("loss_and_grad: ")
-
-
-def error_of(tmp_path, body) -> str:
-    path = tmp_path / "bad.py"
-    path.write_text(PRELUDE + body)
-    with pytest.raises(ModelError) as info:
-        compiler.compile_file(str(path))
-    return str(info.value)
 
 
 @pytest.mark.parametrize("body, expected", [
