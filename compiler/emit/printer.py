@@ -40,6 +40,9 @@ class Printer(NumPyPrinter):
         if e.is_Integer and e < 0:
             inner = self.parenthesize(base, prec, strict=False) + ("" if e == -1 else f"**{-e}")
             return f"1/{inner}"
+        if e == 3 and base.is_Symbol:  # NumPy's power with exponent 3 is ~5x slower than two products
+            name = self._print(base)
+            return f"({name}*{name}*{name})"
         return f"{self.parenthesize(base, prec, strict=False)}**{self.parenthesize(e, prec, strict=False)}"
 
     def parenthesize(self, item, level, strict=False):

@@ -75,7 +75,8 @@ class gelu(Elementwise):
 
     def _numpycode(self, p):
         x = arg(p, self.args[0], PRECEDENCE["Pow"], False)
-        return f"0.5*{x}*(1 + np.tanh({float(_GELU_C)!r}*({x} + {float(_GELU_K)!r}*{x}**3)))"
+        # x*x*x: NumPy's power with exponent 3 is about 5x slower than two products
+        return f"0.5*{x}*(1 + np.tanh({float(_GELU_C)!r}*({x} + {float(_GELU_K)!r}*{x}*{x}*{x})))"
 
 
 @register
