@@ -21,10 +21,10 @@ import math
 
 import sympy as sp
 
-from .dag import forward_nodes, rewrite
+from .dag import rewrite
 from .graph import Graph
 from .errors import CompileError
-from .ops import (absolute, conform, cosh, is_singular, maximum, reduce_max, reduce_sum,
+from .ops import (absolute, conform, cosh, is_singular, make, maximum, reduce_max, reduce_sum,
                   rule_for, select, sigmoid, softplus, squeeze, stop_gradient)
 from .shapes import ShapeMismatch, broadcast
 
@@ -126,7 +126,7 @@ def _log_add_exp(terms: list):
     for t in terms[1:]:
         m = maximum(m, t)
     m = stop_gradient(m)
-    return m + sp.log(sp.Add(*[sp.exp(t - m) for t in terms]))
+    return m + sp.log(sp.Add(*[make(sp.exp, [t - m]) for t in terms]))
 
 
 def _log_cosh(x):
@@ -139,7 +139,7 @@ def _log_sum_exp(total):
     """log(sum(exp(x), axes)) as the max along `axes` plus the log of the sum of exp(x - max)."""
     x, axes, keep = total.args[0].args[0], total.args[1], total.args[2]
     m = stop_gradient(reduce_max(x, axes, sp.Integer(1)))
-    return sp.log(reduce_sum(sp.exp(x - m), axes, keep)) + (m if keep else squeeze(m, axes))
+    return sp.log(reduce_sum(make(sp.exp, [x - m]), axes, keep)) + (m if keep else squeeze(m, axes))
 
 
 def _guard_where(node, graph: Graph, line: int):
@@ -167,7 +167,7 @@ def _guard_branch(expr, cond, graph: Graph, guard):
     def build(node, args):
         if is_singular(node) and _fits(c_shape, shapes(node.args[0])):
             args = (guard(args[0]),) + args[1:]
-        return node if args == node.args else node.func(*args)
+        return node if args == node.args else make(node.func, args)
     return rewrite(expr, {}, before=outside, build=build)
 
 
@@ -190,7 +190,7 @@ def expose_named_values(graph: Graph) -> Graph:
             return node
         if isinstance(node, (sp.Add, sp.Mul, sp.Pow)):  # unevaluated: SymPy must not flatten again
             return _keep_shape(node.func(*args, evaluate=False), node, graph)
-        return _keep_shape(node.func(*args), node, graph)
+        return _keep_shape(make(node.func, args), node, graph)
     for root in _roots(graph):
         rewrite(root, new, build=build)
     for old, fresh in new.items():

@@ -15,7 +15,7 @@ from typing import Callable, Hashable, Iterable
 
 import sympy as sp
 
-from .ops import conform, rule_for
+from .ops import conform, rebuild, rule_for
 
 
 def tensor_operands(node: sp.Basic) -> tuple:
@@ -53,18 +53,14 @@ def forward_nodes(roots: list) -> list:
     return postorder(roots)
 
 
-def _rebuild(node, args):
-    return node if args == node.args else node.func(*args)
-
-
 def rewrite(expr: sp.Basic, memo: dict, *, before: Callable | None = None,
-            after: Callable | None = None, build: Callable = _rebuild, shapes=None) -> sp.Basic:
+            after: Callable | None = None, build: Callable = rebuild, shapes=None) -> sp.Basic:
     """`expr` rebuilt bottom-up; `memo` maps each visited node to its replacement (share it across
     calls to rewrite several roots of one DAG consistently).
 
     before(node) -> a replacement, or None to look inside: a node replaced here is not descended.
     build(node, new_args) -> the node rebuilt from its rewritten operands (by default the node
-        itself when none changed, else node.func(*args): SymPy's scalar algebra runs again, so
+        itself when none changed, else rebuilt by its rule (`ops.make`): SymPy's scalar algebra runs again, so
         `g*x - g*x` becomes 0).
     after(old, fresh) -> a replacement of the rebuilt node, or None to keep it.
     With `shapes`, every replacement keeps the shape of the node it stands for (see `conform`).

@@ -15,7 +15,7 @@ from .ad import Backward
 from .errors import CompileError
 from .dag import fold, forward_nodes, substitute
 from .graph import Graph
-from .ops import conform, ones, reduce_sum, stop_gradient
+from .ops import conform, make, ones, reduce_sum, stop_gradient
 from .shapes import ShapeMismatch, broadcast, fmt
 
 INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer
@@ -134,7 +134,7 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
 
     statements = []
     for i, node in enumerate(points):
-        expr = node.func(*[substitute(a, bound, memo, shapes) for a in node.args])
+        expr = make(node.func, [substitute(a, bound, memo, shapes) for a in node.args])
         expr = _without_stop_gradient(conform(expr, shapes(node), shapes), plain, shapes)
         shapes.set(bound[node], shapes(node))
         line = graph.lines.get(node, 0)

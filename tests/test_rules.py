@@ -221,7 +221,7 @@ def _instances(rule):
     """Every node of the rule's head in its Check's model, isolated from its operands."""
     graph = trace_source(PRELUDE + check_model_text(rule.check), "/tmp/symgrad_rule_check.py")
     rng = np.random.default_rng(0)
-    found = list(dict.fromkeys(n for n in sp.preorder_traversal(graph.loss) if type(n) is rule.head))
+    found = list(dict.fromkeys(n for n in sp.preorder_traversal(graph.loss) if P.rule_for(n) is rule))
     return [(node,) + _isolate(node, graph, rng) + (graph.shapes,) for node in found]
 
 

@@ -262,7 +262,7 @@ def apply(head, *args, op: str | None = None) -> Tensor:
         _elementwise_shape(op, tensors)
     eager = recorder().eager
     if eager is None:  # SymPy may simplify the node away ((xᵀ)ᵀ is x): the op's promise still holds
-        expr = head(*[t.expr for t in tensors], *static)
+        expr = P.make(head, [*[t.expr for t in tensors], *static])
     else:  # the oracle: the rule's own NumPy evaluation
         expr = np.asarray(rule.eager(*[t.expr for t in tensors], *[eager.static(v) for v in static]))
     node = SimpleNamespace(args=tuple(t.expr for t in tensors) + tuple(static))  # for static args

@@ -11,7 +11,7 @@ import sympy as sp
 from ..dag import substitute
 from ..graph import Graph
 from ..mathtext import MathPrinter
-from ..ops import rule_for
+from ..ops import make, rule_for
 from ..schedule import Schedule
 from ..shapes import Shape, fmt
 from . import prologue
@@ -139,8 +139,9 @@ class _Writer:
         """The user- or layer-named forward value of `line` that contains `node` (else the last)."""
         candidates = [st.node for st in (s.statement for s in self.sched.steps)
                       if st.kind == "forward" and st.line == line and st.node in self.graph.hints]
+        lines = self.graph.lines
         for candidate in candidates:
-            if node is not None and _contains(candidate, node):
+            if node is not None and _contains(candidate, node, lambda x: lines.get(x, line) == line):
                 return candidate
         return candidates[-1] if candidates else None
 
@@ -179,14 +180,15 @@ class _Writer:
         return "{\n" + "\n".join(parts) + "\n    }"
 
 
-def _contains(root, node) -> bool:
-    """Whether `node` occurs in the DAG under `root` (each shared node visited once)."""
+def _contains(root, node, inside) -> bool:
+    """Whether `node` occurs in the DAG under `root`, looking only into nodes where `inside(x)`
+    (the nodes of one model line: a walk of the whole network per header was quadratic in depth)."""
     stack, seen = [root], set()
     while stack:
         x = stack.pop()
         if x == node:
             return True
-        if x not in seen:
+        if x not in seen and (x is root or inside(x)):
             seen.add(x)
             stack.extend(x.args)
     return False
@@ -209,7 +211,7 @@ def node_math(node, named: dict, limit: int = 72, truncate: bool = True) -> str:
     if node is None or node not in named:
         return ""
     memo: dict = {}
-    body = node.func(*[substitute(a, named, memo) for a in node.args])
+    body = make(node.func, [substitute(a, named, memo) for a in node.args])
     text = f"{named[node].name} = {MathPrinter({}).doprint(body)}"
     if len(text) <= limit:
         return text

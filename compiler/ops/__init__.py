@@ -19,8 +19,8 @@ the model-file language's names to rules: adding an activation to activations.py
 """
 from __future__ import annotations
 
-from .rule import (REGISTRY, Check, Elementwise, IncompleteRule, Op, Rule, axes_arg, missing,
-                   register, rule_for)
+from .rule import (REGISTRY, Check, Elementwise, IncompleteRule, Op, Rule, axes_arg, make, missing,
+                   rebuild, register, rule_for)
 from .elementwise import (absolute, clip, equal, maximum, minimum, nonzero, positive, select, square,
                           stop_gradient, unless_zero, within)
 from .special import cos, cosh, erf, erfc, gauss, sin, sinh
@@ -45,7 +45,8 @@ def is_singular(node) -> bool:
 
 __all__ = [
     "REGISTRY", "PUBLIC", "Check", "Elementwise", "IncompleteRule", "Op", "Rule", "ShapeChanged",
-    "axes_arg", "conform", "full_shape", "is_singular", "missing", "register", "rule_for", "unbroadcast",
+    "axes_arg", "conform", "full_shape", "is_singular", "make", "missing", "rebuild", "register",
+    "rule_for", "unbroadcast",
     # heads
     "absolute", "broadcast_to", "contract_leading", "elu", "equal", "expand_dims", "gelu", "keep_mask",
     "leaky_relu", "matmul", "maximum", "minimum", "nonzero", "one_hot", "ones", "outer", "pick",

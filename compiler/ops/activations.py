@@ -12,7 +12,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
-from .elementwise import select
+from .elementwise import select, tanh
 from .rule import Check, Elementwise, arg, register
 from .special import erfc, gauss
 
@@ -64,7 +64,7 @@ class gelu(Elementwise):
 
     def fdiff(self, argindex=1):
         x = self.args[0]
-        t = sp.tanh(_GELU_C * (x + _GELU_K * x**3))
+        t = tanh(_GELU_C * (x + _GELU_K * x**3))
         return (1 + t) / 2 + x * (1 - t**2) * _GELU_C * (1 + 3 * _GELU_K * x**2) / 2
 
     @staticmethod

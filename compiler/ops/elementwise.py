@@ -62,11 +62,38 @@ native(sp.Pow, temp=_pow_temp, vjp=_pow_vjp, eager=_pow_eager,
        singular=lambda node: not (node.exp.is_Integer and node.exp >= 0),
        check=Check({"a": ((3, 2), (0.5, 2)), "b": ((2,), (-1, 1))},
                    "sum(a ** 3 + sqrt(a) + a ** 0.7 + 1 / a + a ** b + 2 ** b)"))
-native(sp.exp, temp="exp", public="exp", eager=np.exp,
+class exp(sp.exp):
+    """SymPy's exp without the algebra a network never needs. SymPy's eval runs `logcombine` on
+    each factor of a symbolic operand, a walk of it as a tree (exponential in a DAG: the max in a
+    transformer's attention softmax took 10 s), and a product folds its exp factors into one
+    exp(a + b), evaluated again. Here a number or log(x) evaluates; every other operand stays."""
+
+    @classmethod
+    def eval(cls, arg):
+        return sp.exp(arg) if arg.is_Number or isinstance(arg, sp.log) else None
+
+    def as_base_exp(self):
+        return self, sp.S.One
+
+
+class tanh(sp.tanh):
+    """SymPy's tanh without its eval on a symbolic operand (sign and imaginary-part queries that
+    walk the operand as a tree) and with tanh' = 1 − tanh² of this very node (SymPy's own fdiff
+    builds a plain tanh, which would not be shared with the forward)."""
+
+    @classmethod
+    def eval(cls, arg):
+        return sp.tanh(arg) if arg.is_Number else None
+
+    def fdiff(self, argindex=1):
+        return 1 - self**2
+
+
+native(sp.exp, temp="exp", public="exp", eager=np.exp, build=exp,
        check=Check({"a": ((3, 2), (-2, 2))}, "sum(exp(a))", edges=((-800.0, 0.0), (0.0, 1.0))))
 native(sp.log, temp="log", public="log", eager=np.log, singular=lambda node: True,
        check=Check({"a": ((3, 2), (0.2, 3))}, "sum(log(a))", edges=((1e-300, 1e300),)))
-native(sp.tanh, temp="tanh", public="tanh", init_family="xavier", eager=np.tanh,
+native(sp.tanh, temp="tanh", public="tanh", init_family="xavier", eager=np.tanh, build=tanh,
        check=Check({"a": ((3, 2), (-2, 2))}, "sum(tanh(a) * a)",
                    edges=((0.0, 1.0), (20.0, 0.0), (-20.0, 0.0))))
 native(sp.sign, temp="sign", vjp=lambda node, g, shape: (None,), eager=np.sign)

@@ -54,6 +54,7 @@ class Rule:
     in_place: Callable = lambda node: ()     # node -> ((operand, "+"|"*", rest), ...): `operand op= rest`
     update: Callable | None = None   # (factor, term, printer, buffer, op) -> text of `buffer op= term`
     flops: Callable | None = None    # (node, shapes, count) -> FLOPs; default: one per output element
+    build: Callable | None = None    # (*args) -> the node over new operands; default head(*args)
 
     def tensor_args(self, node: sp.Basic) -> tuple:
         return node.args if self.n_tensor is None else node.args[: self.n_tensor]
@@ -66,6 +67,17 @@ class Rule:
 
 
 REGISTRY: dict[type, Rule] = {}
+
+
+def make(head, args) -> sp.Basic:
+    """`head(*args)` as the op's rule builds it: every stage that rebuilds a node goes through here."""
+    rule = REGISTRY.get(head)
+    return rule.build(*args) if rule is not None and rule.build is not None else head(*args)
+
+
+def rebuild(node: sp.Basic, args: tuple) -> sp.Basic:
+    """`node` over new operands (the node itself when none changed)."""
+    return node if args == node.args else make(node.func, args)
 
 
 def rule_for(node: sp.Basic) -> Rule | None:
