@@ -30,6 +30,7 @@ from .shapes import ShapeMismatch, broadcast
 
 
 def canonicalize(graph: Graph) -> Graph:
+    rebuild(graph, _expand)
     rebuild(graph, _stable_rewrite)
     rebuild(graph, _guard_where)
     return expose_named_values(graph)
@@ -77,6 +78,12 @@ def _remap(graph: Graph, new: dict) -> None:
     graph.outputs = {k: (new.get(e, e), s) for k, (e, s) in graph.outputs.items()}
     graph.eval_subs = {new.get(k, k): new.get(v, v) for k, v in graph.eval_subs.items()}
     graph.state_updates = {k: new.get(v, v) for k, v in graph.state_updates.items()}
+
+
+def _expand(node, graph: Graph, line: int):
+    """An op whose rule expands it (gelu) becomes its simpler ops, so their values are shared."""
+    rule = rule_for(node)
+    return rule.expand(node) if rule is not None and rule.expand is not None else None
 
 
 def _stable_rewrite(node, graph: Graph, line: int):

@@ -55,6 +55,8 @@ class Rule:
     update: Callable | None = None   # (factor, term, printer, buffer, op) -> text of `buffer op= term`
     flops: Callable | None = None    # (node, shapes, count) -> FLOPs; default: one per output element
     build: Callable | None = None    # (*args) -> the node over new operands; default head(*args)
+    expand: Callable | None = None   # node -> the same value in simpler ops, whose intermediates the
+    #                                  backward then reuses instead of recomputing (canonical.py)
 
     def tensor_args(self, node: sp.Basic) -> tuple:
         return node.args if self.n_tensor is None else node.args[: self.n_tensor]
@@ -192,7 +194,8 @@ def register(cls):
         n_tensor=cls.n_tensor, elementwise=cls.elementwise, lazy=cls.elementwise or cls.lazy,
         public=cls.public, init_family=cls.init_family, static=cls.static, check=cls.check,
         int_args=cls.int_args, singular=lambda node: node.singular(), in_place=in_place,
-        update=update, flops=getattr(cls, "flops", None))
+        update=update, flops=getattr(cls, "flops", None),
+        expand=(lambda node: node.expand()) if _declares(cls, "expand") else None)
     return cls
 
 
