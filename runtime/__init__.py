@@ -1,8 +1,9 @@
 """symgrad's runtime: load a generated module and train with it. It never imports the compiler's
 stages; the generated module is the interface (model files are compiled through the public API)."""
+from .allocator import keep_freed_memory
 from .gradcheck import GradCheck, check_gradients, random_inputs
 from .load import StaleModuleError, load
 from .model import Model, init_array
 
 __all__ = ["load", "Model", "StaleModuleError", "check_gradients", "random_inputs", "GradCheck",
-           "init_array"]
+           "init_array", "keep_freed_memory"]

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from . import checkpoint as ckpt
 from .binding import Binding, bind
 from .data import Dataset
@@ -167,6 +168,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
     One function on purpose (~70 lines): the state a step hands over (params, optimizer state,
     step, batch) and the interrupt handler that checkpoints it must be visible together."""
     binding = bind(model, data)
+    keep_freed_memory()  # each step reuses the last step's freed arrays (see allocator.py)
     dtype = model.dtype
     splits = {k: {d: (a[d].astype(dtype) if a[d].dtype.kind == "f" else a[d]) for _, d in binding.inputs}
               for k, a in (("train", data.train), ("val", data.val), ("test", data.test)) if a}
