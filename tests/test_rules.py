@@ -264,8 +264,10 @@ def _fresh(shape, rng, ints=None):
 
 def _hand_made():
     """Ops outside every Check (backward-only, non-differentiable) and view cases the checks miss."""
-    s, shapes = _table(x=(3, 4), y=(3, 4), v=(4,), lab=(3,), t=(2, 7, 3), g=(2, 3, 3, 3))
-    x, y, v, lab, t, g = (s[k] for k in ("x", "y", "v", "lab", "t", "g"))
+    s, shapes = _table(x=(3, 4), y=(3, 4), v=(4,), lab=(3,), t=(2, 7, 3), g=(2, 3, 3, 3),
+                       p=(2, 2, 3, 2, 2, 3), q=(2, 3, 1, 1, 2, 3))
+    x, y, v, lab, t, g, p, q = (s[k] for k in ("x", "y", "v", "lab", "t", "g", "p", "q"))
+    pairs = [sp.Tuple(*pair) for pair in ((2, 2), (1, 1), (0, 0))]
     tup = sp.Tuple
     cases = [
         (sp.sign(x), [x]),
@@ -284,6 +286,10 @@ def _hand_made():
         (P.matmul(x, v), [x, v]),
         (P.outer(v, v), [v]),
         (P.unwindows(g, sp.Integer(7), 3, 2, 0, 1), [g]),  # no padding: still a fresh array
+        # windows that tile the image (pooling's adjoint) are put back by a permutation: a copy,
+        # also where the permutation only moves axes of length 1 (1×2 windows, one column)
+        (P.unwindows2d(p, sp.Tuple(5, 7), pairs[0], pairs[0], pairs[2], pairs[1]), [p]),
+        (P.unwindows2d(q, sp.Tuple(3, 2), sp.Tuple(1, 2), sp.Tuple(1, 2), pairs[2], pairs[1]), [q]),
         (P.transpose(v), [v]),                             # views
         (P.expand_dims(v, P.axes_arg((0,))), [v]),
         (P.squeeze(P.expand_dims(v, P.axes_arg((0,))), P.axes_arg((0,))), []),
