@@ -63,8 +63,8 @@ def main(argv=None) -> None:
     print(f"LeNet loss_and_grad, batch {args.batch}, median of {args.repeat} (ms), "
           f"threads {args.threads or 'default'}")
     with limit_threads(args.threads):
-        for dtype in ("float32", "float64"):
-            report(args, dtype)
+        side_by_side("LeNet, batch %d" % args.batch, lambda d: generated(args.batch, args.repeat, d),
+                     lambda d: torch_eager(args.batch, args.repeat, d))
 
 
 @contextlib.contextmanager
@@ -80,11 +80,21 @@ def limit_threads(n: int | None):
         yield
 
 
-def report(args, dtype: str) -> None:
-    line = f"  {dtype}: generated {generated(args.batch, args.repeat, dtype):.2f}"
-    peer = torch_eager(args.batch, args.repeat, dtype)
-    line += "  torch eager: not installed" if peer is None else f"  torch eager {peer:.2f}"
-    print(line)
+def side_by_side(name: str, mine, peer, dtypes=("float32", "float64")) -> None:
+    """`mine(dtype)` and `peer(dtype)` (ms; peer None without torch) with glibc's default allocator,
+    then again after runtime.keep_freed_memory() (as `symgrad train` runs): one process, one table."""
+    import runtime
+    rows = {d: [mine(d), peer(d)] for d in dtypes}
+    kept = runtime.keep_freed_memory()
+    for d in dtypes:
+        rows[d] += [mine(d), peer(d)]
+    print(f"| {name} | generated | torch eager | generated, freed memory kept | torch, same |"
+          + ("" if kept else " (keep_freed_memory had no effect here)"))
+    print("|---|---|---|---|---|")
+    for d, (a, b, c, e) in rows.items():
+        cells = [f"{a:.1f}", "n/a" if b is None else f"{b:.1f} ({a / b:.2f}×)",
+                 f"{c:.1f}", "n/a" if e is None else f"{e:.1f} ({c / e:.2f}×)"]
+        print(f"| {d} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
