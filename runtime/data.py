@@ -202,18 +202,32 @@ def _same_length(path, x, y, xname, yname):
                         "they must match and not be empty")
 
 
-def from_csv(path: str, label_column: int = -1, seed: int = 0) -> Dataset:
-    """A numeric CSV (an optional header row is skipped); one column holds integer labels. NumPy's
-    parser reads a clean file; anything it trips on is re-read field by field, to name the line and
-    column at fault."""
+def from_csv(path: str, label_column: int = -1, seed: int = 0, target_shape: tuple | None = None) -> Dataset:
+    """A numeric CSV (an optional header row is skipped); one column holds the target: integer
+    labels, or with `target_shape` ((1,) or (): a model whose inputs are all float) a regression
+    target, served as y of that shape per row. NumPy's parser reads a clean file; anything it trips
+    on is re-read field by field, to name the line and column at fault."""
+    classes = target_shape is None
     table = _fast_csv(path)
     label = None if table is None else _column(label_column, table.shape[1], path)
-    if table is None or not _labels_ok(table[:, label]):
-        table, label = _scan_csv(path, label_column)
-    y = table[:, label].astype(np.int64)
+    if table is None or classes and not _labels_ok(table[:, label]):
+        table, label = _scan_csv(path, label_column, classes)
     x = np.delete(table, label, axis=1)
+    if not classes:
+        y = table[:, label].reshape((-1, *target_shape))
+        train, test = _split({"x": x, "t": y}, "t", seed, path)  # not "y": a permutation, unstratified
+        return Dataset(os.path.basename(path), train["x"], train["t"], test["x"], test["t"], 0)
+    y = table[:, label].astype(np.int64)
     x_tr, x_te, y_tr, y_te = stratified_split(x, y, seed=seed, name=path)
     return Dataset(os.path.basename(path), x_tr, y_tr, x_te, y_te, int(y.max()) + 1)
+
+
+def csv_target_shape(inputs: dict | None) -> tuple | None:
+    """None (class labels) unless the model's inputs are all float: then the per-row shape of its
+    regression target, (1,) when an input is (B, 1), else ()."""
+    if not inputs or any(np.dtype(t).kind != "f" for _, t in inputs.values()):
+        return None
+    return (1,) if any(tuple(s)[1:] == (1,) for s, _ in inputs.values()) else ()
 
 
 def _first_row(path: str):
@@ -251,7 +265,7 @@ def _column(label_column: int, width: int, path: str) -> int:
     return label_column % width
 
 
-def _scan_csv(path: str, label_column: int):
+def _scan_csv(path: str, label_column: int, classes: bool = True):
     """Read field by field (slow, exact): the first bad field is reported as FILE:LINE: column C."""
     import csv
     rows, names, width, label = [], None, None, None
@@ -272,7 +286,8 @@ def _scan_csv(path: str, label_column: int):
                 raise DataError(f"{path}:{line}: {_col(c - 1, names)} is "
                                 f"{'missing' if len(fields) < width else 'extra'}: this row has "
                                 f"{len(fields)} fields, the first row has {width}")
-            rows.append([_number(v, path, line, c, names, c == label) for c, v in enumerate(fields)])
+            rows.append([_number(v, path, line, c, names, classes and c == label)
+                         for c, v in enumerate(fields)])
     if not rows:
         raise DataError(f"{path}: the file holds no data rows")
     return np.array(rows, dtype=np.float64), label
@@ -346,6 +361,6 @@ def load_dataset(name_or_path: str, seed: int = 0, label_column: int = -1,
     if name_or_path.endswith(".npz") and os.path.exists(name_or_path):
         return from_npz(name_or_path, seed)
     if name_or_path.endswith(".csv") and os.path.exists(name_or_path):
-        return from_csv(name_or_path, label_column, seed)
+        return from_csv(name_or_path, label_column, seed, csv_target_shape(inputs))
     raise DataError(f"unknown data set {name_or_path!r}: use one of {', '.join(BUILTIN)}, "
                     "or the path of an existing .npz or .csv file")

@@ -139,8 +139,9 @@ def train_one(model_path: str, data: Dataset, config: dict) -> dict:
     started = time.perf_counter()
     result = train(model, data, TrainConfig(**config), log=lambda *_: None)
     final = result.final
+    # the test metrics this task reports (acc for classifiers, mse for regression, nll for tokens)
     return {**{k: config[k] for k in ("lr", "seed", "optimizer", "batch_size", "epochs")},
-            "test_acc": final.get("test_acc"), "test_loss": final.get("test_loss"),
+            **{k: v for k, v in final.items() if k.startswith("test_")},
             "seconds": round(time.perf_counter() - started, 2), "out": config["out"]}
 
 

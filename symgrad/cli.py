@@ -83,7 +83,8 @@ def add_train_command(sub) -> None:
     p.add_argument("model")
     p.add_argument("--data", default="digits",
                    help="digits, mnist1d, mnist5k, surnames, or a .npz of arrays named like the "
-                        "model's inputs (x, y or t[, x_test, ...]) / a .csv file")
+                        "model's inputs (x, y or t[, x_test, ...]) / a .csv file (labels, or a "
+                        "regression target when the model's inputs are all float)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
@@ -97,7 +98,7 @@ def add_train_command(sub) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.add_argument("--out", help="output folder (default runs/<model name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--label-column", type=int, default=-1, help="label column of a .csv (default last)")
+    p.add_argument("--label-column", type=int, default=-1, help="target column of a .csv (default last)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--workers", type=int, help="data-parallel steps on a Dask LocalCluster of N processes")
     p.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:port) instead")

@@ -16,7 +16,10 @@ from runtime.surnames import sample
 from runtime.train import METRIC, TrainConfig, bind, evaluate, train
 
 GRID_KEYS = ("lr", "batch_size", "epochs", "momentum", "weight_decay")
-SWEEP_COLUMNS = ["lr", "batch_size", "epochs", "optimizer", "seed", "test_acc", "test_loss", "seconds"]
+
+def sweep_columns(task: str) -> list[str]:
+    """The sweep table: the configuration, then the task's own test metric, the loss and the time."""
+    return ["lr", "batch_size", "epochs", "optimizer", "seed", f"test_{METRIC[task]}", "test_loss", "seconds"]
 
 
 def load_model(args):
@@ -118,14 +121,15 @@ def cmd_sweep(args) -> int:
         if client is not None:
             client.close()
     os.makedirs(out, exist_ok=True)
+    columns = sweep_columns(data.task)
     with open(os.path.join(out, "sweep.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SWEEP_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    print(" ".join(f"{c:>10}" for c in SWEEP_COLUMNS))
+    print(" ".join(f"{c:>10}" for c in columns))
     for r in rows:
-        print(" ".join(f"{(f'{r[c]:.4f}' if isinstance(r[c], float) else str(r[c])):>10}"
-                       for c in SWEEP_COLUMNS))
+        print(" ".join(f"{(f'{r.get(c):.4f}' if isinstance(r.get(c), float) else str(r.get(c))):>10}"
+                       for c in columns))
     print(f"wrote {os.path.join(out, 'sweep.csv')}")
     return 0
 

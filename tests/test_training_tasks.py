@@ -1,5 +1,6 @@
 """Training beyond classifiers: data sets bound to a model's inputs by name, regression from an .npz,
 standardisation that travels in the checkpoint, the surnames data set, and sampling names."""
+import csv
 import os
 import re
 
@@ -216,3 +217,20 @@ def test_sequence_layout_trains_to_the_counted_bigram_and_samples(tmp_path, caps
     assert main(["sample", model, "--checkpoint", str(out / "checkpoint.npz"), "-n", "7"]) == 0
     names = capsys.readouterr().out.splitlines()
     assert len(names) == 7 and all(re.fullmatch(r"[a-z]{1,13}", n) for n in names)
+
+
+def test_regression_from_a_csv_and_a_sweep_that_reports_mse(tmp_path, capsys):
+    """A model whose inputs are all float reads the CSV's last column as its regression target."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((200, 3))
+    t = x @ np.array([1.5, -2.0, 0.5]) + 0.3 + 0.1 * rng.standard_normal(200)
+    np.savetxt(tmp_path / "r.csv", np.column_stack([x, t]), delimiter=",", header="a,b,c,target",
+               comments="")
+    model = write(tmp_path, REGRESSION)
+    assert main(["sweep", model, "--data", str(tmp_path / "r.csv"), "--grid", "lr=0.05,0.1",
+                 "--seeds", "0", "--epochs", "40", "--batch-size", "32", "--out", str(tmp_path / "s")]) == 0
+    with open(tmp_path / "s" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["lr"]) for r in rows] == [0.05, 0.1]
+    assert all(0.004 < float(r["test_mse"]) < 0.03 for r in rows), rows  # noise variance 0.01
+    assert "test_acc" not in rows[0]
