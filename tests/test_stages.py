@@ -95,6 +95,35 @@ def run_backward(graph, bw: Backward, values: dict, sizes: dict | None = None) -
             for name, g in bw.grads.items()}
 
 
+# ---- 0. how nodes are built ------------------------------------------------------------------
+
+def test_exp_and_tanh_nodes_skip_sympys_eval_but_keep_its_identities():
+    """SymPy's exp eval walks its operand as a tree (logcombine) and a product merges exp factors:
+    on a transformer's DAG that took 17.8 s. The rule's builder keeps the node as written."""
+    a, b = sp.symbols("a b", real=True)
+    e, f = P.make(sp.exp, [a - b]), P.make(sp.exp, [b])
+    assert isinstance(e, sp.exp) and e.args == (a - b,)
+    product = e * f / P.make(sp.exp, [a])
+    assert sorted(map(str, product.args)) == ["exp(-a)", "exp(a - b)", "exp(b)"]  # not merged into exp(0)
+    assert P.make(sp.exp, [sp.Integer(0)]) == 1 and P.make(sp.exp, [sp.log(a)]) == a
+    t = P.make(sp.tanh, [a * b])
+    assert isinstance(t, sp.tanh) and t.diff(a) == b * (1 - t**2)  # the same node, not a new tanh
+    assert P.make(sp.tanh, [sp.Integer(0)]) == 0
+    chain = a
+    for _ in range(60):  # 2**60 paths from the top: only a walk of the DAG as a tree would notice
+        chain = chain * chain + b
+    assert P.make(sp.exp, [-P.stop_gradient(chain)]).args[0] == -P.stop_gradient(chain)
+
+
+def test_gelu_expands_so_the_backward_reads_its_tanh():
+    g = canonical('x = Input("x", ("B", 3))\nloss = sum(gelu(linear(x, 4, name="l")))\n')
+    assert not heads(g.loss, P.gelu)
+    (t,) = heads(g.loss, sp.tanh)
+    bw = backward(g)
+    assert all(not heads(adj.expr, sp.tanh) or t in nodes(adj.expr) for adj in bw.adjoints)
+    assert not any(h != t for adj in bw.adjoints for h in heads(adj.expr, sp.tanh))
+
+
 # ---- 1. canonical rewrites ---------------------------------------------------------------------
 
 def test_log_sigmoid_becomes_negated_softplus_of_negation():

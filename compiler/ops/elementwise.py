@@ -75,6 +75,9 @@ class exp(sp.exp):
     def as_base_exp(self):
         return self, sp.S.One
 
+    def _eval_power(self, k):
+        return self.func(self.args[0] * k)   # exp(a)**k = exp(k·a) for real a: 1/exp(a) is exp(-a)
+
 
 class tanh(sp.tanh):
     """SymPy's tanh without its eval on a symbolic operand (sign and imaginary-part queries that
