@@ -13,6 +13,7 @@ from .canonical import canonicalize
 from .dag import substitute_until_fixed
 from .emit import render_module
 from .errors import CompileError, ModelError
+from .lower import lower
 from .optimize import build_program, slice_program
 from .schedule import schedule
 from .trace import trace_file, trace_source
@@ -52,7 +53,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     timings["trace"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    grads = backward(graph)
+    grads = lower(graph, backward(graph))   # ops kept whole for their own VJP become their pieces
     timings["ad"] = time.perf_counter() - t
 
     t = time.perf_counter()

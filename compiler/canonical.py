@@ -36,9 +36,10 @@ def canonicalize(graph: Graph) -> Graph:
     return expose_named_values(graph)
 
 
-def rebuild(graph: Graph, rule) -> None:
+def rebuild(graph: Graph, rule, extra: tuple = ()) -> dict:
     """Rebuild the DAG bottom-up, applying `rule(node, graph)` to each node with rebuilt operands.
-    Lines and names follow the nodes they belonged to."""
+    Lines and names follow the nodes they belonged to. `extra` roots (adjoints) are rebuilt with
+    the same memo, which is returned: old node -> its replacement."""
     def after(node, fresh):
         fresh = rule(fresh, graph, graph.lines.get(node, 0)) or fresh
         if fresh is not node:
@@ -48,9 +49,10 @@ def rebuild(graph: Graph, rule) -> None:
                 graph.hints[fresh] = graph.hints[node]
         return _keep_shape(fresh, node, graph)
     new: dict = {}
-    for root in _roots(graph):
+    for root in _roots(graph) + list(extra):
         rewrite(root, new, after=after)
     _remap(graph, new)
+    return new
 
 
 def _keep_shape(fresh, node, graph: Graph):

@@ -35,6 +35,7 @@ LAYERS = [
     ("trace", {"trace"}),
     ("canonical", {"canonical"}),
     ("ad", {"ad"}),
+    ("lower", {"lower"}),                # after ad: ops kept whole for their VJP become their pieces
     ("optimize", {"optimize"}),
     ("schedule", {"schedule"}),
     ("emit", {"emit", "naming", "printer"}),  # naming, printer: moved into emit/, kept as aliases

@@ -126,6 +126,13 @@ def _pair(value, label: str, low: int, op: str) -> tuple[int, int]:
 
 def _image_windows(x, kernel_size, stride, padding, dilation, op: str) -> Tensor:
     """The windows (B, H_out, W_out, kh, kw, C) of x, checked to be a batch of images."""
+    x, pairs = _image_args(x, kernel_size, stride, padding, dilation, op)
+    return apply(P.windows2d, x, *pairs, op=op)
+
+
+def _image_args(x, kernel_size, stride, padding, dilation, op: str):
+    """x as a batch of images and (kernel, stride, padding, dilation) as (rows, columns) pairs whose
+    windows fit it; refused with the fix otherwise."""
     x = lift(x, op)
     if x.ndim != 4 or not all(isinstance(d, int) for d in x.shape[1:]):
         raise error(f"{op} takes images (batch, height, width, channels) of fixed sizes, got "
@@ -139,7 +146,7 @@ def _image_windows(x, kernel_size, stride, padding, dilation, op: str) -> Tensor
                     f"more than the {x.shape[1] + 2 * p[0]}×{x.shape[2] + 2 * p[1]} padded image",
                     op=op, shapes=fmt(x.shape),
                     fix="use a smaller window or dilation, add padding, or downsample less before it")
-    return apply(P.windows2d, x, k, s, p, d, op=op)
+    return x, (k, s, p, d)
 
 
 def conv2d(x: Tensor, channels: int, kernel_size, stride=1, padding=0, dilation=1, name: str | None = None,
@@ -149,22 +156,24 @@ def conv2d(x: Tensor, channels: int, kernel_size, stride=1, padding=0, dilation=
 
     Weights `name.W`: (kh, kw, in_channels, channels), He/Xavier by fan-in = kh · kw · in_channels
     (set by the activation that follows); bias `name.b`: (channels,), zero. Computed as im2col (a
-    strided window view) followed by one matrix product per image.
+    strided window view) followed by one matrix product per image; with stride 1 and no dilation
+    the input gradient is a convolution too (compiler/ops/convolution.py).
     """
     rec = recorder()
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise error(f"channels must be an int >= 1, got {channels!r}", op="conv2d",
                     fix="the second argument is the number of output channels")
-    taps = _image_windows(x, kernel_size, stride, padding, dilation, "conv2d")
+    x, pairs = _image_args(x, kernel_size, stride, padding, dilation, "conv2d")
     if name is None:
         rec.layer_count += 1
         name = f"conv{rec.layer_count}"
-    batch, h_out, w_out, kh, kw, c_in = taps.shape
+    (kh, kw), c_in = pairs[0], x.shape[3]
     W = Param(f"{name}.W", (kh, kw, c_in, channels), init=init)
-    patches = reshape(taps, (batch, h_out * w_out, kh * kw * c_in))
-    if rec.eager is None:
+    out = apply(P.conv2d, x, W, *pairs, op="conv2d")   # one op: its VJP picks the input gradient
+    if rec.eager is None:  # the im2col rows it is lowered to after reverse mode
+        batch, h_out, w_out, _ = out.shape
+        patches = apply(P.reshape, apply(P.windows2d, x, *pairs), (batch, h_out * w_out, kh * kw * c_in))
         rec.hints.setdefault(patches.expr, f"{name}_patches")
-    out = reshape(patches @ reshape(W, (kh * kw * c_in, channels)), (batch, h_out, w_out, channels))
     if bias:
         out = out + Param(f"{name}.b", (channels,), init="zeros")
     _name_layer(rec, out, name, init)

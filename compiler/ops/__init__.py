@@ -11,6 +11,8 @@
     indexing.py     static indexing x[...] and its adjoint; concatenation along an axis
     stacks.py       products of stacks: the batched adjoint of @, two-operand einsum
     layers.py       convolution windows and dropout masks
+    convolution.py  2-D convolution as one op (its input gradient a convolution), lowered after
+                    reverse mode to im2col and one product
     tokens.py       embedding rows and their scatter-add, the per-position gather of sequence
                     cross-entropy and its adjoint, the padding mask, a causal mask's offsets
 
@@ -32,6 +34,7 @@ from .structure import one_hot, pick, reshape
 from .indexing import concat, index, parse_key, unindex
 from .stacks import einsum
 from .layers import keep_mask, unwindows, unwindows2d, windows, windows2d
+from .convolution import conv2d, conv2d_input_grad
 from .tokens import causal_offsets, kept, pick_last, put_last, scatter_rows, take_rows
 
 PUBLIC: dict[str, Rule] = {r.public: r for r in REGISTRY.values() if r.public}
@@ -52,7 +55,7 @@ __all__ = [
     "leaky_relu", "matmul", "maximum", "minimum", "nonzero", "one_hot", "ones", "outer", "pick",
     "positive", "reduce_max", "reduce_sum", "relu", "reshape", "select", "sigmoid", "silu", "softplus",
     "squeeze", "stop_gradient", "transpose", "unless_zero", "unwindows", "windows",
-    "unwindows2d", "windows2d",
+    "unwindows2d", "windows2d", "conv2d", "conv2d_input_grad",
     "causal_offsets", "kept", "pick_last", "put_last", "scatter_rows", "take_rows",
     "concat", "einsum", "index", "parse_key", "permute", "unindex",
     "clip", "cos", "cosh", "erf", "erfc", "gauss", "gelu_exact", "sin", "sinh", "square", "within",

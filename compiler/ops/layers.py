@@ -102,7 +102,7 @@ class unwindows(Op):
 
 # ---- images (channels last): the 2-D windows and their adjoint -------------------------------
 
-def _pairs(node, first: int, count: int) -> list[tuple[int, int]]:
+def pairs_of(node, first: int, count: int) -> list[tuple[int, int]]:
     """`count` static (rows, columns) pairs of `node` from argument `first` on, as ints."""
     return [(int(a[0]), int(a[1])) for a in node.args[first:first + count]]
 
@@ -134,7 +134,7 @@ class windows2d(Op):
     @classmethod
     def shape_of(cls, node, arg_shapes):
         x = arg_shapes[0]
-        k, stride, padding, dilation = _pairs(node, 1, 4)
+        k, stride, padding, dilation = pairs_of(node, 1, 4)
         if len(x) != 4 or not all(isinstance(d, int) for d in x[1:3]):
             raise ShapeMismatch(f"expects images (batch, height, width, channels) with a fixed height "
                                 f"and width, got {fmt(x)}")
@@ -162,7 +162,7 @@ class windows2d(Op):
 
     def _numpycode(self, p):
         p.helpers.add(type(self))
-        pairs = ", ".join(f"({a}, {b})" for a, b in _pairs(self, 1, 4))
+        pairs = ", ".join(f"({a}, {b})" for a, b in pairs_of(self, 1, 4))
         return f"_windows2d({p._print(self.args[0])}, {pairs})"
 
 
@@ -194,7 +194,7 @@ class unwindows2d(Op):
     @classmethod
     def shape_of(cls, node, arg_shapes):
         g = arg_shapes[0]
-        size, k, stride, padding, dilation = _pairs(node, 1, 5)
+        size, k, stride, padding, dilation = pairs_of(node, 1, 5)
         if len(g) != 6 or tuple(g[1:5]) != image_out(size, k, stride, padding, dilation) + k:
             raise ShapeMismatch(f"unwindows2d: {fmt(g)} are not the windows of a {size[0]}×{size[1]} image")
         return (g[0], *size, g[5])
@@ -213,7 +213,7 @@ class unwindows2d(Op):
 
     def _numpycode(self, p):
         p.helpers.add(type(self))
-        pairs = ", ".join(f"({a}, {b})" for a, b in _pairs(self, 1, 5))
+        pairs = ", ".join(f"({a}, {b})" for a, b in pairs_of(self, 1, 5))
         return f"_unwindows2d({p._print(self.args[0])}, {pairs})"
 
 

@@ -57,6 +57,8 @@ class Rule:
     build: Callable | None = None    # (*args) -> the node over new operands; default head(*args)
     expand: Callable | None = None   # node -> the same value in simpler ops, whose intermediates the
     #                                  backward then reuses instead of recomputing (canonical.py)
+    lower: Callable | None = None    # (node, shapes) -> the simpler ops it runs as, substituted after
+    #                                  reverse mode (its own VJP kept; lower.py)
 
     def tensor_args(self, node: sp.Basic) -> tuple:
         return node.args if self.n_tensor is None else node.args[: self.n_tensor]
@@ -195,7 +197,8 @@ def register(cls):
         public=cls.public, init_family=cls.init_family, static=cls.static, check=cls.check,
         int_args=cls.int_args, singular=lambda node: node.singular(), in_place=in_place,
         update=update, flops=getattr(cls, "flops", None),
-        expand=(lambda node: node.expand()) if _declares(cls, "expand") else None)
+        expand=(lambda node: node.expand()) if _declares(cls, "expand") else None,
+        lower=(lambda node, shapes: node.lower(shapes)) if _declares(cls, "lower") else None)
     return cls
 
 
