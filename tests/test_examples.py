@@ -1,6 +1,5 @@
 """Every example compiles, imports, and its gradients match central differences."""
 import os
-import warnings
 
 import numpy as np
 import pytest

@@ -118,7 +118,8 @@ def check_function(check: Check, names: dict) -> list[str]:
         lines.append("        else:")
         lines += [f"            {v} = None" for v in _bound_by(check.extra, var, binders)]
     lines += [f"    except {EXCEPTIONS}:", "        ok = False", "    if not ok:"]
-    lines.append(f"        dims = _validate(where, params, inputs, {_choose(check, 'params')}, "
+    bind = "dims = " if binders else ""   # no symbolic sizes: nothing to read back
+    lines.append(f"        {bind}_validate(where, params, inputs, {_choose(check, 'params')}, "
                  f"{_choose(check, 'inputs')})")
     for d, (leaf, _) in binders.items():
         lines.append(f"        {d} = dims[{d!r}]" + (" if training else None" if leaf in check.extra else ""))

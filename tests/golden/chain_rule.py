@@ -132,7 +132,7 @@ def _arrays(where, params, inputs):
     except (KeyError, AttributeError, IndexError, TypeError, ValueError):
         ok = False
     if not ok:
-        dims = _validate(where, params, inputs, ['a', 'b'], [])
+        _validate(where, params, inputs, ['a', 'b'], [])
         a = params['a']
         b = params['b']
     return a, b
