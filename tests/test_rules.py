@@ -334,3 +334,19 @@ def test_windows_with_padding_copies_first():
     assert P.REGISTRY[P.windows].view is True
     assert not np.shares_memory(result, t)
     assert result.shape == tuple(shapes(node))
+
+
+@pytest.mark.parametrize("shape, axes", [((2, 3, 2, 2, 4), (2, 3)), ((3, 5, 4), (1,)), ((2, 40, 3), (1,)),
+                                         ((3, 4), (1,))])
+def test_max_over_few_middle_entries_prints_as_slices_with_numpys_values(shape, axes):
+    """A max over at most 32 entries along middle axes (pooling windows) is a running np.maximum of
+    slices, a fresh array equal to NumPy's max, NaN included; other maxima stay NumPy's."""
+    s, shapes = _table(t=shape)
+    t = np.random.default_rng(0).normal(size=shape)
+    t.flat[3] = np.nan
+    node = P.reduce_max(s["t"], P.axes_arg(axes), sp.Integer(0))
+    result, text = _evaluate(node, shapes, [(s["t"], t)])
+    taps = int(np.prod([shape[a] for a in axes]))
+    assert ("_max_over_taps" in text) == (taps <= 32 and len(shape) - 1 not in axes), text
+    np.testing.assert_array_equal(result, np.max(t, axis=axes))
+    assert not np.shares_memory(result, t)
