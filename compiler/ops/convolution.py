@@ -33,12 +33,22 @@ def patches(x, shapes, k, stride, padding, dilation):
     return reshape(windows2d(x, *_static(k, stride, padding, dilation)), sp.Tuple(*dims))
 
 
+def pixels(g, g_shape):
+    """(N, H_out, W_out, C) -> (N, H_out·W_out, C): one row per output pixel."""
+    n, h_out, w_out, c = g_shape
+    return reshape(g, sp.Tuple(dim_expr(n), sp.Integer(h_out * w_out), sp.Integer(c)))
+
+
+def kernel_matrix(w, w_shape):
+    """(kh, kw, C_in, C_out) -> (kh·kw·C_in, C_out): the kernel as the product's right operand."""
+    kh, kw, c_in, c_out = w_shape
+    return reshape(w, sp.Tuple(sp.Integer(kh * kw * c_in), sp.Integer(c_out)))
+
+
 def weight_grad(x, g, shape, g_shape, k, stride, padding, dilation, w_shape):
     """Σ over images and pixels of patchesᵀ · g: the kernel's gradient, (kh, kw, C_in, C_out)."""
     rows = patches(x, shape, k, stride, padding, dilation)
-    n, h_out, w_out, c_out = g_shape
-    flat = reshape(g, sp.Tuple(dim_expr(n), sp.Integer(h_out * w_out), sp.Integer(c_out)))
-    return reshape(contract_leading(rows, flat), sp.Tuple(*(sp.Integer(d) for d in w_shape)))
+    return reshape(contract_leading(rows, pixels(g, g_shape)), sp.Tuple(*(sp.Integer(d) for d in w_shape)))
 
 
 @register
@@ -69,10 +79,8 @@ class conv2d(Op):
         if stride == (1, 1) and dilation == (1, 1) and all(p < kk for p, kk in zip(padding, k)):
             d_x = conv2d_input_grad(g, w, *_static(size, padding))
         else:  # the adjoint of im2col: each tap's gradient added back to the pixel it read
-            n, h_out, w_out, c_out = shape(self)
-            kk = k[0] * k[1] * shape(x)[3]
-            flat = reshape(g, sp.Tuple(dim_expr(n), sp.Integer(h_out * w_out), sp.Integer(c_out)))
-            taps = matmul(flat, transpose(reshape(w, sp.Tuple(sp.Integer(kk), sp.Integer(c_out)))))
+            n, h_out, w_out, _ = shape(self)
+            taps = matmul(pixels(g, shape(self)), transpose(kernel_matrix(w, shape(w))))
             d_x = unwindows2d(reshape(taps, sp.Tuple(dim_expr(n), sp.Integer(h_out), sp.Integer(w_out),
                                                      *map(sp.Integer, (*k, shape(x)[3])))),
                               *_static(size), *self.args[2:6])
@@ -86,11 +94,9 @@ class conv2d(Op):
     def lower(self, shape):
         """im2col and one product: the form the generated code runs."""
         x, w = self.args[:2]
-        k, stride, padding, dilation = pairs_of(self, 2, 4)
-        c_out = shape(w)[3]
-        rows = patches(x, shape, k, stride, padding, dilation)
-        flat_w = reshape(w, sp.Tuple(sp.Integer(k[0] * k[1] * shape(x)[3]), sp.Integer(c_out)))
-        return reshape(matmul(rows, flat_w), sp.Tuple(*(dim_expr(d) for d in shape(self))))
+        rows = patches(x, shape, *pairs_of(self, 2, 4))
+        out = sp.Tuple(*(dim_expr(d) for d in shape(self)))
+        return reshape(matmul(rows, kernel_matrix(w, shape(w))), out)
 
     @staticmethod
     def eager(x, w, k, stride, padding, dilation):
