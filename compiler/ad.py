@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import CompileError
-from .dag import postorder
+from .dag import postorder, tensor_operands
 from .graph import Graph
 from .ops import (broadcast_to, conform, is_singular, reduce_sum, rule_for, select, unbroadcast,
                          unless_zero)
@@ -29,6 +29,7 @@ class Adjoint:
     node: sp.Basic      # the forward value this is the gradient of
     source: sp.Basic | None = None  # the consumer whose VJP completed it (None for the loss's seed)
     line: int = 0       # the model-file line of that consumer: the line whose backward computes it
+    role: str = ""      # second pass (derivatives.py): "tangent" (ẋ) or "grad_tangent" (the tangent of d_x)
 
 
 @dataclass
@@ -37,12 +38,18 @@ class Backward:
     grads: dict[str, sp.Expr]        # param name -> its adjoint symbol, or 0 when unused
 
 
-def topological_order(root: sp.Basic) -> list[sp.Basic]:
-    """Every distinct node under `root`, leaves included, operands before users."""
-    for node in postorder([root], atoms=False):
-        if rule_for(node) is None:
+def topological_order(root: sp.Basic, bound: dict | None = None) -> list[sp.Basic]:
+    """Every distinct node under `root`, leaves included, operands before users. A `bound` symbol
+    (an adjoint of an earlier pass) stands for its expression: its operand is that expression."""
+    bound = bound or {}
+
+    def operands(node):
+        return (bound[node].expr,) if node in bound else tensor_operands(node)
+    order = postorder([root], operands, atoms=True)
+    for node in order:
+        if not node.is_Atom and rule_for(node) is None:
             raise CompileError(f"no rule for op {type(node).__name__}")
-    return postorder([root], atoms=True)
+    return order
 
 
 def accumulate(parts: list, shapes) -> sp.Expr:
@@ -64,13 +71,13 @@ def accumulate(parts: list, shapes) -> sp.Expr:
     return sp.Add(*rest, *fused)
 
 
-def _where_branches(order) -> set:
+def _where_branches(order, bound) -> set:
     """Nodes inside the branches of a user's where(): their cotangent is 0 where not selected."""
     inside: set = set()
     for node in order:
         if isinstance(node, select) and len(node.args) > 3:
-            inside |= set(topological_order(node.args[1]))
-            inside |= set(topological_order(node.args[2]))
+            inside |= set(topological_order(node.args[1], bound))
+            inside |= set(topological_order(node.args[2], bound))
     return inside
 
 
@@ -90,27 +97,38 @@ def _adjoint_shape(total, node, graph: Graph):
                        f"{type(node).__name__} {problem}; this is a symgrad bug, please report it")
 
 
-def _completing(consumers: list, graph: Graph):
+def _completing(consumers: list, lines: dict):
     """Of the consumers that sent a node cotangents, the one on the earliest model-file line (the
     last whose VJP runs): its backward is where the node's gradient is complete."""
     if not consumers:
         return None
-    return min(consumers, key=lambda c: (graph.lines.get(c, 0) or 10**9, -consumers.index(c)))
+    return min(consumers, key=lambda c: (lines.get(c, 0) or 10**9, -consumers.index(c)))
 
 
-def backward(graph: Graph) -> Backward:
+def backward(graph: Graph, loss: sp.Expr | None = None, wrt: list | None = None,
+             bound: dict | None = None, prefix: str = "_adj") -> Backward:
+    """The adjoint of every node between the leaves `wrt` (the parameters by default) and the
+    scalar `loss` (the model's by default). `bound` maps the adjoint symbols of an earlier pass to
+    their `Adjoint`s: reverse mode then runs through that pass too (second derivatives), each
+    bound symbol the identity of its expression. `prefix` keeps the passes' symbols apart."""
     shapes = graph.shapes
-    params = {leaf.symbol: leaf for leaf in graph.params}
-    order = topological_order(graph.loss)
+    default = wrt is None
+    wrt = graph.params if default else wrt
+    loss = graph.loss if loss is None else loss
+    bound = bound or {}
+    lines = dict(graph.lines)
+    lines.update({symbol: adj.line for symbol, adj in bound.items()})
+    leaves = {leaf.symbol: leaf for leaf in wrt}
+    order = topological_order(loss, bound)
 
     needs_grad: set = set()
     for node in order:
-        if node in params or (not node.is_Atom and any(
-                a in needs_grad for a in rule_for(node).tensor_args(node))):
+        if node in leaves or (bound[node].expr in needs_grad if node in bound else not node.is_Atom
+                              and any(a in needs_grad for a in rule_for(node).tensor_args(node))):
             needs_grad.add(node)
 
-    under_where = _where_branches(order)
-    cotangents: dict[sp.Basic, list] = {graph.loss: [sp.Integer(1)]}
+    under_where = _where_branches(order, bound)
+    cotangents: dict[sp.Basic, list] = {loss: [sp.Integer(1)]}
     consumers: dict[sp.Basic, list] = {}   # node -> the nodes whose VJPs sent it a cotangent
     adjoints: list[Adjoint] = []
     grads: dict[str, sp.Expr] = {}
@@ -121,13 +139,17 @@ def backward(graph: Graph) -> Backward:
         total = accumulate(parts, shapes)
         if total == 0:
             continue
-        symbol = sp.Symbol(f"_adj{len(adjoints)}", real=True)
+        symbol = sp.Symbol(f"{prefix}{len(adjoints)}", real=True)
         shapes.set(symbol, _adjoint_shape(total, node, graph))
-        source = _completing(consumers.pop(node, []), graph)
+        source = _completing(consumers.pop(node, []), lines)
         adjoints.append(Adjoint(symbol, total, node, source,
-                                graph.lines.get(node if source is None else source, 0)))
-        if node in params:
-            grads[params[node].name] = symbol
+                                lines.get(node if source is None else source, 0)))
+        if node in leaves:
+            grads[leaves[node].name] = symbol
+            continue
+        if node in bound:  # the identity: its expression gets the whole cotangent
+            cotangents.setdefault(bound[node].expr, []).append(symbol)
+            consumers.setdefault(bound[node].expr, []).append(node)
             continue
         rule = rule_for(node)
         g = symbol
@@ -146,9 +168,10 @@ def backward(graph: Graph) -> Backward:
             cotangents.setdefault(arg, []).append(unbroadcast(ct, shapes(ct), shapes(arg), logical))
             consumers.setdefault(arg, []).append(node)
 
-    for leaf in graph.params:
+    for leaf in wrt:
         if leaf.name not in grads:
             grads[leaf.name] = sp.Integer(0)
-            warnings.warn(f"{graph.path}:{leaf.line}: parameter {leaf.name!r} does not reach the "
-                          "loss; its gradient is zero", UnusedParameterWarning, stacklevel=2)
+            if default:
+                warnings.warn(f"{graph.path}:{leaf.line}: parameter {leaf.name!r} does not reach "
+                              "the loss; its gradient is zero", UnusedParameterWarning, stacklevel=2)
     return Backward(adjoints=adjoints, grads=grads)

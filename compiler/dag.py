@@ -26,7 +26,7 @@ def tensor_operands(node: sp.Basic) -> tuple:
 
 def postorder(roots, operands=tensor_operands, atoms: bool = False) -> list:
     """Distinct nodes under `roots`, operands before users. `operands(node)` returning None leaves
-    a node out and stops there; atoms are included only when asked."""
+    a node out and stops there; atoms without operands are included only when asked."""
     order, seen, stack = [], set(), [(r, False) for r in reversed(list(roots))]
     while stack:
         node, expanded = stack.pop()
@@ -36,11 +36,11 @@ def postorder(roots, operands=tensor_operands, atoms: bool = False) -> list:
         if node in seen:
             continue
         seen.add(node)
-        if node.is_Atom:
+        children = operands(node)
+        if node.is_Atom and not children:  # an atom may have an operand: a symbol bound to a value
             if atoms:
                 order.append(node)
             continue
-        children = operands(node)
         if children is None:
             continue
         stack.append((node, True))

@@ -30,6 +30,7 @@ class Statement:
     line: int = 0
     priority: tuple = ()           # a deterministic position used by the scheduler
     source: sp.Basic | None = None  # backward: the consumer whose VJP completed this adjoint
+    role: str = ""                 # a second pass's adjoint: "tangent" or "grad_tangent" (see Adjoint)
 
     @property
     def backward(self) -> bool:
@@ -47,10 +48,20 @@ class Program:
     grads: dict[str, sp.Expr] = field(default_factory=dict)
     shared: int = 0                # subexpressions `cse` extracted
     state: dict[str, sp.Expr] = field(default_factory=dict)  # new values of state arrays
+    extra: dict[str, sp.Expr] = field(default_factory=dict)  # hvps, output tangents, input gradients
+    extra_shapes: dict[str, tuple] = field(default_factory=dict)
+    extra_section: int = 2         # the section whose statements compute `extra` (see SECTIONS)
 
     def results(self) -> list[sp.Expr]:
         out = [] if self.loss is None else [self.loss]
-        return out + list(self.outputs.values()) + list(self.grads.values()) + list(self.state.values())
+        return (out + list(self.outputs.values()) + list(self.grads.values())
+                + list(self.extra.values()) + list(self.state.values()))
+
+    def sections(self) -> list[int]:
+        """Which part of the function each result belongs to, in `results()` order: 0 forward,
+        1 backward, 2 and 3 a second pass (see SECTIONS)."""
+        return ([0] * (len(self.results()) - len(self.grads) - len(self.extra) - len(self.state))
+                + [1] * len(self.grads) + [self.extra_section] * len(self.extra) + [0] * len(self.state))
 
 
 def count_ops(expr: sp.Basic, limit: int | None = None) -> int:
@@ -108,18 +119,25 @@ def _without_stop_gradient(expr: sp.Basic, memo: dict, shapes=None) -> sp.Basic:
     return substitute(expr, {n: n.args[0] for n in stops}, memo, shapes) if stops else expr
 
 
+# a statement's priority starts with its section: the scheduler orders ready statements by it
+SECTIONS = {"": 1, "tangent": 2, "grad_tangent": 3}
+
+
 def build_program(name: str, graph: Graph, backward: Backward | None, *, want_loss: bool,
-                  want_outputs: bool, outputs: dict | None = None) -> Program:
-    """Statements for one generated function: forward values, adjoints, shared subexpressions."""
+                  want_outputs: bool, outputs: dict | None = None, extra: dict | None = None,
+                  extra_shapes: dict | None = None, state: bool = True) -> Program:
+    """Statements for one generated function: forward values, adjoints, shared subexpressions.
+    `extra` are further results (adjoint symbols of a second pass, see derivatives.py)."""
     shapes = graph.shapes
     adjoint_stmts, grads = [], {}
+    extra = extra or {}
     if backward is not None:
-        grad_symbols = {s for s in backward.grads.values() if s.is_Symbol}
-        adjoint_stmts, _ = fold_adjoints(backward, graph, grad_symbols)
+        keep = {s for s in list(backward.grads.values()) + list(extra.values()) if s.is_Symbol}
+        adjoint_stmts, _ = fold_adjoints(backward, graph, keep)
         grads = dict(backward.grads)
 
     outputs_in = {k: e for k, (e, _) in graph.outputs.items()} if outputs is None else outputs
-    state_in = graph.state_updates if backward is not None else {}
+    state_in = graph.state_updates if backward is not None and state else {}
     forward_roots = ([graph.loss] if want_loss else []) + \
         (list(outputs_in.values()) if want_outputs else []) + list(state_in.values())
     in_forward = forward_nodes([graph.loss] + list(outputs_in.values()) + list(state_in.values()))
@@ -140,12 +158,19 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
         line = graph.lines.get(node, 0)
         statements.append(Statement(bound[node], expr, "forward", node, line, (0, line, i)))
     for j, (adj, expr) in enumerate(adjoint_stmts):
-        statements.append(Statement(adj.symbol, lower(expr), "backward", adj.node, adj.line, (1, -adj.line, j),
-                                    adj.source))
+        section = SECTIONS[adj.role]   # tangents run in model order, the other passes in reverse
+        statements.append(Statement(adj.symbol, lower(expr), "backward", adj.node, adj.line,
+                                    (section, adj.line if section == 2 else -adj.line, j),
+                                    adj.source, adj.role))
     loss = lower(graph.loss) if want_loss else None
     outs = {k: lower(e) for k, e in outputs_in.items()} if want_outputs else {}
-    state = {k: lower(e) for k, e in state_in.items()}
-    program = share_subexpressions(Program(name, statements, loss, outs, grads, state=state), shapes)
+    new_state = {k: lower(e) for k, e in state_in.items()}
+    program = Program(name, statements, loss, outs, grads, state=new_state,
+                      extra={k: lower(e) for k, e in extra.items()}, extra_shapes=dict(extra_shapes or {}),
+                      extra_section=max([2] + [st.priority[0] for st in statements]))
+    if extra:   # a second pass may leave first-pass values unread (jvp reads none of them)
+        program.statements = closure(program, set().union(*(e.free_symbols for e in program.results())))
+    program = share_subexpressions(program, shapes)
     return verify_shapes(merge_aliases(program, shapes), graph)
 
 
@@ -178,8 +203,9 @@ def verify_shapes(program: Program, graph: Graph) -> Program:
         check(e, graph.outputs[name][1], 0, f"output {name!r}", False)
     for name, e in program.state.items():
         check(e, declared[name], graph.leaves[name].line, f"state {name!r}", False)
-    return Program(program.name, statements, program.loss, program.outputs, program.grads,
-                   program.shared, program.state)
+    for name, e in program.extra.items():
+        check(e, program.extra_shapes[name], 0, f"{program.name} result {name!r}", False)
+    return replace(program, statements=statements)
 
 
 def closure(program: Program, roots) -> list[Statement]:
@@ -199,14 +225,14 @@ def slice_program(program: Program, name: str) -> Program:
     rounds exactly like the loss of `loss_and_grad`."""
     kept = closure(program, program.loss.free_symbols)
     shared = sum(1 for s in kept if s.kind == "shared")
-    return Program(name, kept, program.loss, {}, {}, shared)
+    return Program(name, kept, program.loss, {}, {}, shared)   # (a slice keeps no extra results)
 
 
 def merge_aliases(program: Program, shapes) -> Program:
     """`T = S` where S is an unnamed shared temporary: compute the value as T directly."""
     stmts = program.statements
     temps = {s.target: s for s in stmts if s.kind == "shared"}
-    returned = set(program.grads.values())  # gradients may be reshaped on return: keep them apart
+    returned = set(program.grads.values()) | set(program.extra.values())  # may be reshaped on return
     rename = {}
     for s in stmts:
         if s.expr.is_Symbol and s.expr in temps and s.expr not in rename and s.target not in returned:
@@ -222,12 +248,13 @@ def merge_aliases(program: Program, shapes) -> Program:
             s = replace(named, expr=s.expr, priority=s.priority)
         out.append(replace(s, expr=substitute(s.expr, rename, {}, shapes)))
     memo: dict = {}
-    return Program(program.name, out,
-                   None if program.loss is None else substitute(program.loss, rename, memo, shapes),
-                   {k: substitute(e, rename, memo, shapes) for k, e in program.outputs.items()},
-                   {k: substitute(e, rename, memo, shapes) for k, e in program.grads.items()},
-                   program.shared - len(rename),
-                   {k: substitute(e, rename, memo, shapes) for k, e in program.state.items()})
+
+    def renamed(group: dict) -> dict:
+        return {k: substitute(e, rename, memo, shapes) for k, e in group.items()}
+    return replace(program, statements=out, shared=program.shared - len(rename),
+                   loss=None if program.loss is None else substitute(program.loss, rename, memo, shapes),
+                   outputs=renamed(program.outputs), grads=renamed(program.grads),
+                   state=renamed(program.state), extra=renamed(program.extra))
 
 
 def _row_sums_as_products(exprs: list, shapes) -> list:
@@ -276,9 +303,7 @@ def share_subexpressions(program: Program, shapes) -> Program:
     for s in new_stmts:
         for sym in s.expr.free_symbols:
             users.setdefault(sym, []).append((s.priority, s.line))
-    n_forward_results = len(results) - len(program.grads) - len(program.state)
-    for k, e in enumerate(reduced[len(stmts):]):
-        section = 0 if k < n_forward_results or k >= n_forward_results + len(program.grads) else 1
+    for e, section in zip(reduced[len(stmts):], program.sections()):
         for sym in e.free_symbols:
             users.setdefault(sym, []).append(((section, 10**9), 0))
     for sym, expr in kept:
@@ -297,5 +322,8 @@ def share_subexpressions(program: Program, shapes) -> Program:
     outputs = dict(zip(program.outputs, rest[: len(program.outputs)]))
     rest = rest[len(program.outputs):]
     grads = dict(zip(program.grads, rest[: len(program.grads)]))
-    state = dict(zip(program.state, rest[len(program.grads):]))
-    return Program(program.name, shared + new_stmts, loss, outputs, grads, shared=len(kept), state=state)
+    rest = rest[len(program.grads):]
+    extra = dict(zip(program.extra, rest[: len(program.extra)]))
+    state = dict(zip(program.state, rest[len(program.extra):]))
+    return replace(program, statements=shared + new_stmts, loss=loss, outputs=outputs, grads=grads,
+                   shared=len(kept), state=state, extra=extra)

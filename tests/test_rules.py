@@ -34,7 +34,14 @@ def test_every_registered_op_is_complete(head):
     assert callable(rule.eager) and callable(rule.shape_of)
     assert isinstance(head.temp, str) and head.temp
     assert (rule.vjp is None) == (not head.differentiable)
-    assert (rule.check is None) == (not head.differentiable)
+    assert (rule.check is None) == (not head.differentiable or head.constant)
+
+
+@pytest.mark.parametrize("head", [h for h in OPS if h.constant], ids=lambda h: h.__name__)
+def test_masks_have_zero_derivative(head):
+    """A mask's VJP sends nothing back: second derivatives pass through the ReLU router's mask."""
+    node = head(*sp.symbols(f"x0:{head.n_tensor}", real=True), *([sp.Integer(0)] * 3))
+    assert all(ct is None for ct in P.REGISTRY[head].vjp(node, sp.Symbol("g"), None))
 
 
 @pytest.mark.parametrize("head", NATIVE, ids=lambda h: h.__name__)

@@ -245,7 +245,7 @@ class select(Elementwise):
 class positive(Elementwise):
     """The 0/1 mask x > 0 (backward only: the ReLU router applied in place)."""
     temp, math = "mask", ("[{0} > 0]", r"\left[{0} > 0\right]")
-    differentiable = False
+    constant = True
 
     @staticmethod
     def eager(x):
@@ -260,7 +260,12 @@ class unless_zero(Elementwise):
     """0 where the cotangent g is 0, else v: inside a where() branch, the VJP of a singular op
     (log, sqrt, 1/x) must not turn 0·inf or 0·NaN from an unselected position into NaN."""
     temp, math = "guarded", ("({1} unless {0} = 0)", r"\left({1} \text{{ unless }} {0} = 0\right)")
-    n_tensor, differentiable = 2, False
+    n_tensor = 2
+    check = Check({"a": ((3, 2), (-2, 2)), "b": ((3, 2), (-2, 2))}, "sum(apply(P.unless_zero, a, b) * b)")
+
+    def vjp(self, ct, shape):
+        """v's cotangent, guarded the same way (second derivatives inside a where() branch)."""
+        return None, unless_zero(self.args[0], ct)
 
     @staticmethod
     def eager(g, v):
@@ -276,7 +281,10 @@ class nonzero(Elementwise):
     """x with zeros replaced by +inf, so g / nonzero(x) is 0 where x is 0: the convention that keeps
     sqrt(x² + y²) and x**0.5 finite at 0 (backward only)."""
     temp, math = "nonzero", ("nonzero({0})", r"\operatorname{{nonzero}}\left({0}\right)")
-    differentiable = False
+    check = Check({"a": ((3, 2), (0.5, 2))}, "sum(a / apply(P.nonzero, a * a))")
+
+    def fdiff(self, argindex=1):
+        return sp.Integer(1)   # where x = 0 its users divide by +inf: their derivative is 0 there too
 
     @staticmethod
     def eager(x):
@@ -291,7 +299,7 @@ class nonzero(Elementwise):
 class equal(Elementwise):
     """1 where a == b else 0, in the module's dtype: the mask that routes a max's gradient."""
     temp, math = "ties", ("[{0} = {1}]", r"\left[{0} = {1}\right]")
-    n_tensor, differentiable = 2, False
+    n_tensor, constant = 2, True
 
     @staticmethod
     def eager(a, b):
@@ -360,8 +368,7 @@ class clip(Elementwise):
 @register
 class within(Elementwise):
     """The 0/1 mask lo ≤ x ≤ hi: clip's derivative (backward only)."""
-    temp = "inside"
-    differentiable = False
+    temp, constant = "inside", True
 
     def _bounds(self, p, le: str) -> str:
         """lo ≤ x ≤ hi, an open side left out."""

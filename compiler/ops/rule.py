@@ -114,12 +114,14 @@ class Op(sp.Function):
 
     A subclass declares (register refuses it otherwise): `temp`, `view`, `eager`, `_numpycode`,
     its math (`math` templates or `_mathtext`/`_latex` methods), a `check` when it is
-    differentiable, and `vjp` unless it is elementwise (then `fdiff` suffices) or not differentiable.
+    differentiable, and `vjp` unless it is elementwise (then `fdiff` suffices), `constant` (a mask,
+    whose derivative is 0) or not differentiable.
     """
     n_tensor = 1
     elementwise = False
     lazy = False  # structural VJPs get their cotangent at the node's full shape unless they opt in
     differentiable = True
+    constant = False  # piecewise constant (a 0/1 mask): its derivative is 0 wherever it exists
     public: str | None = None
     init_family: str | None = None
     static: tuple = ()
@@ -175,12 +177,17 @@ def missing(cls) -> list[str]:
             or not _declares(cls, name)]
     if cls.math is None and not (_declares(cls, "_mathtext") and _declares(cls, "_latex")):
         gaps.append("math (or _mathtext and _latex)")
-    if cls.differentiable:
+    if cls.differentiable and not cls.constant:
         if cls.check is None:
             gaps.append("check")
         if not _declares(cls, "vjp") and not (cls.elementwise and _declares(cls, "fdiff")):
             gaps.append("vjp (or fdiff for an elementwise op)")
     return gaps
+
+
+def _zero_vjp(node, g, shape):
+    """A mask's cotangents: none (its derivative is 0; second derivatives pass through masks)."""
+    return (None,) * len(rule_for(node).tensor_args(node))
 
 
 def register(cls):
@@ -191,8 +198,9 @@ def register(cls):
     in_place = cls.in_place if _declares(cls, "in_place") else (lambda node: ())
     update = getattr(cls, "update", None)
     REGISTRY[cls] = Rule(
-        head=cls, shape_of=cls.shape_of, vjp=(lambda node, g, shape: node.vjp(g, shape))
-        if cls.differentiable else None, eager=cls.eager, temp=lambda node: cls.temp, view=cls.view,
+        head=cls, shape_of=cls.shape_of, vjp=_zero_vjp if cls.constant else
+        (lambda node, g, shape: node.vjp(g, shape)) if cls.differentiable else None,
+        eager=cls.eager, temp=lambda node: cls.temp, view=cls.view,
         n_tensor=cls.n_tensor, elementwise=cls.elementwise, lazy=cls.elementwise or cls.lazy,
         public=cls.public, init_family=cls.init_family, static=cls.static, check=cls.check,
         int_args=cls.int_args, singular=lambda node: node.singular(), in_place=in_place,

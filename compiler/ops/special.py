@@ -185,7 +185,10 @@ class erfc(Special):
 class gauss(Special):
     """e^(−x²), 0 instead of an underflow for |x| > 26.5 (backward only: erf's derivative)."""
     temp, call = "gauss", "_gauss"
-    differentiable = False
+    check = Check({"a": ((3, 2), (-2.5, 2.5))}, "sum(apply(P.gauss, a) * a)")
+
+    def fdiff(self, argindex=1):
+        return -2 * self.args[0] * self
 
     def _mathtext(self, p):
         return f"exp(-{p.parenthesize(self.args[0], PRECEDENCE['Pow'])}²)"

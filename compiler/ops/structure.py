@@ -71,7 +71,7 @@ class one_hot(Op):
     """Rows of the identity selected by integer labels, in the module's dtype."""
     temp, view, int_args = "onehot", False, (0,)
     math = ("onehot({0})", r"\operatorname{{onehot}}\left({0}\right)")
-    differentiable = False
+    constant = True
 
     @classmethod
     def shape_of(cls, node, arg_shapes):

@@ -156,7 +156,7 @@ class kept(Op):
     """1.0 where ids differ from the padding id (static), 0.0 at padding: which positions count."""
     temp, view, int_args = "kept", False, (0,)
     math = ("[{0} ≠ pad]", r"\left[{0} \neq \mathrm{{pad}}\right]")
-    differentiable = False
+    constant = True
 
     @classmethod
     def shape_of(cls, node, arg_shapes):
