@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from . import derivatives
 from .ad import backward
 from .canonical import canonicalize
 from .dag import substitute_until_fixed
 from .emit import render_module
 from .errors import CompileError, ModelError
+from .derivatives import FUNCTIONS
 from .lower import lower
 from .optimize import build_program, slice_program
 from .schedule import schedule
@@ -20,7 +22,7 @@ from .trace import trace_file, trace_source
 
 __version__ = "0.1.0"
 __all__ = ["compile_file", "compile_source", "compile_model", "Compiled", "ModelError",
-           "CompileError", "__version__"]
+           "CompileError", "FUNCTIONS", "__version__"]
 
 DTYPES = ("float64", "float32")
 
@@ -42,10 +44,15 @@ class Compiled:
 
 
 def compile_model(path: str, dtype: str = "float64", *, source: str | None = None,
-                  display_path: str | None = None) -> Compiled:
-    """Run every stage on one model file; the chain of stages reads top to bottom."""
+                  display_path: str | None = None, functions=()) -> Compiled:
+    """Run every stage on one model file; the chain of stages reads top to bottom. `functions`
+    adds any of hvp, jvp, input_grad, hessian to forward, loss and loss_and_grad."""
     if dtype not in DTYPES:
         raise ModelError(f"unsupported dtype {dtype!r}", fix=f"use one of {', '.join(DTYPES)}")
+    unknown = sorted(set(functions) - set(FUNCTIONS))
+    if unknown:
+        raise ModelError(f"unknown function(s) {', '.join(unknown)} for --with",
+                         fix=f"choose from {', '.join(FUNCTIONS)}")
     timings = {}
     t = time.perf_counter()
     graph = trace_source(source, os.path.abspath(path)) if source is not None else trace_file(path)
@@ -53,21 +60,35 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     timings["trace"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    grads = lower(graph, backward(graph))   # ops kept whole for their own VJP become their pieces
-    timings["ad"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    fused = build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False)
+    first = backward(graph)
+    grads = lower(graph, first)   # ops kept whole for their own VJP become their pieces
     # dropout off, batch norm on running statistics (an inference form may itself contain the
     # train form of an earlier layer: substitute until nothing changes)
     inference = {k: substitute_until_fixed(e, graph.eval_subs, graph.shapes)
                  for k, (e, _) in graph.outputs.items()}
+    derived = []
+    if "hvp" in functions or "hessian" in functions:
+        derived.append(derivatives.hvp(graph, first))
+    if "jvp" in functions:
+        derived.append(derivatives.jvp(graph, inference))
+    if "input_grad" in functions:
+        derived.append(derivatives.input_grad(graph))
+    derived = [replace(d, backward=lower(graph, d.backward)) for d in derived]
+    timings["ad"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    fused = build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False)
     programs = {
         "forward": build_program("forward", graph, None, want_loss=False, want_outputs=True,
                                  outputs=inference),
         "loss": slice_program(fused, "loss"),   # the same statements: the same rounding
         "loss_and_grad": fused,
     }
+    for d in derived:
+        programs[d.name] = build_program(
+            d.name, graph, d.backward, want_loss=d.name != "jvp", want_outputs=d.name == "jvp",
+            outputs=inference, extra=d.results, extra_shapes=d.shapes, state=False,
+            directions=d.directions)
     timings["optimize"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -76,7 +97,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
 
     t = time.perf_counter()
     shown = display_path or _display_path(path)
-    text = render_module(graph, schedules, dtype, __version__, shown)
+    text = render_module(graph, schedules, dtype, __version__, shown, hessian="hessian" in functions)
     timings["emit"] = time.perf_counter() - t
     return Compiled(text, graph, grads, schedules, timings, dtype, shown)
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from .ad import Adjoint, Backward, backward
-from .errors import CompileError
+from .dag import fold, rewrite
+from .errors import CompileError, ModelError
 from .graph import Graph, Leaf
-from .ops import axes_arg, reduce_sum
+from .ops import axes_arg, reduce_sum, unless_zero
 
 FUNCTIONS = ("hvp", "jvp", "input_grad", "hessian")   # what `--with` may add
 
@@ -59,15 +60,32 @@ def inner(pairs) -> sp.Expr:
     return sp.Add(*terms)
 
 
-def _as_tangents(second: Backward, bound: dict) -> list[Adjoint]:
-    """Second-pass adjoints renamed to what they are: of a first-pass d_x, the tangent ẋ (role
-    "tangent", node x); of a forward value x, the tangent of d_x (role "grad_tangent")."""
+def in_order(results: dict, leaves: list) -> dict:
+    """Results in the leaves' declaration order (reverse mode finishes them in reverse)."""
+    return {leaf.name: results[leaf.name] for leaf in leaves}
+
+
+def _as_tangents(second: Backward, bound: dict, lines: dict, outputs: dict | None = None) -> list[Adjoint]:
+    """Second-pass adjoints named for what they are. Of a first-pass d_x (or of the expression it
+    is bound to), the tangent ẋ: role "tangent", node x. Of another node that reads first-pass
+    adjoints (an intermediate of a VJP), a tangent too, named after that node. Of a forward value x,
+    the tangent of d_x: role "grad_tangent". `outputs` maps jvp's dummy cotangents to their outputs."""
+    of_expr = {}
+    for symbol, adj in bound.items():
+        of_expr.setdefault(adj.expr, adj.node)
+    outputs = outputs or {}
+    reads: dict = {}
+
+    def reads_adjoints(node) -> bool:
+        return fold(node, lambda x: x in bound, any, reads)
     out = []
     for adj in second.adjoints:
-        if adj.node in bound:
-            out.append(replace(adj, node=bound[adj.node].node, role="tangent"))
+        node = adj.node
+        x = bound[node].node if node in bound else outputs.get(node, of_expr.get(node))
+        if x is not None:   # ẋ belongs to the line that computes x
+            out.append(replace(adj, node=x, role="tangent", line=lines.get(x, adj.line)))
         else:
-            out.append(replace(adj, role="grad_tangent"))
+            out.append(replace(adj, role="tangent" if reads_adjoints(node) else "grad_tangent"))
     return out
 
 
@@ -76,16 +94,17 @@ def hvp(graph: Graph, first: Backward) -> Derived:
     s = inner((first.grads[leaf.name], d.symbol, leaf.shape) for leaf, d in zip(graph.params, directions))
     bound = {adj.symbol: adj for adj in first.adjoints}
     second = backward(graph, s, graph.params, bound, prefix="_hvp")
-    adjoints = first.adjoints + _as_tangents(second, bound)
-    return Derived("hvp", Backward(adjoints, first.grads), dict(second.grads),
+    adjoints = first.adjoints + _as_tangents(second, bound, graph.lines)
+    return Derived("hvp", Backward(adjoints, first.grads), in_order(second.grads, graph.params),
                    {leaf.name: leaf.shape for leaf in graph.params}, directions)
 
 
 def jvp(graph: Graph, outputs: dict[str, sp.Expr]) -> Derived:
     """J·t for the outputs `outputs` (the inference forms: dropout off, running statistics)."""
     if not outputs:
-        raise CompileError(f"{graph.path}: jvp needs outputs; the model file declares none",
-                           fix="declare the values to differentiate with output(name, value)")
+        raise ModelError("forward mode differentiates the model's outputs, and the model file declares none",
+                         op="jvp", where=graph.path,
+                         fix='declare them, e.g. outputs = {"logits": logits}, or leave jvp out of --with')
     directions = direction_leaves(graph)
     dummies = []
     for name, (_, shape) in graph.outputs.items():
@@ -97,20 +116,41 @@ def jvp(graph: Graph, outputs: dict[str, sp.Expr]) -> Derived:
     s = inner((first.grads[leaf.name], d.symbol, leaf.shape) for leaf, d in zip(graph.params, directions))
     bound = {adj.symbol: adj for adj in first.adjoints}
     second = backward(graph, s, dummies, bound, prefix="_jvp")
-    left = {u.symbol for u in dummies} | set(bound)
+    left = {u.symbol for u in dummies}   # the dummy, and the first-pass values it reaches
+    for adj in first.adjoints:
+        if adj.expr.free_symbols & left:
+            left.add(adj.symbol)
+    second = Backward(_unguarded(second.adjoints, left), second.grads)
     for adj in second.adjoints:
         if adj.expr.free_symbols & left:
             raise CompileError(f"{graph.path}:{adj.line}: internal error: the tangent of "
                                f"{graph.source_line(adj.line)!r} is not linear in the direction; "
                                "this is a symgrad bug, please report it")
-    return Derived("jvp", Backward(_as_tangents(second, bound), {}), dict(second.grads),
+    tangents = _as_tangents(second, bound, graph.lines, {u.symbol: outputs[u.name] for u in dummies})
+    return Derived("jvp", Backward(first.adjoints + tangents, {}), in_order(second.grads, dummies),
                    {name: shape for name, (_, shape) in graph.outputs.items()}, directions)
+
+
+def _unguarded(adjoints: list, dummy: set) -> list:
+    """Inside a where() branch the first pass guards a singular op's VJP as unless_zero(g, v): 0
+    where the cotangent g is 0 (an unselected position). Transposed, the guard tests the dummy
+    cotangent, which J·t must not read; the where() itself still selects those positions away, so
+    the tangent is v."""
+    memo: dict = {}
+
+    def drop(old, fresh):
+        if isinstance(fresh, unless_zero) and fresh.args[0].free_symbols & dummy:
+            return fresh.args[1]
+        return None
+    return [replace(adj, expr=rewrite(adj.expr, memo, after=drop)) for adj in adjoints]
 
 
 def input_grad(graph: Graph) -> Derived:
     floats = [leaf for leaf in graph.inputs if leaf.kind == "input"]
     if not floats:
-        raise CompileError(f"{graph.path}: input_grad needs a float input; this model's inputs are "
-                           "all integer labels or tokens", fix="leave input_grad out of --with")
+        raise ModelError("the gradient with respect to the inputs needs a float input, and this model has "
+                         "none (only integer labels or tokens, or no inputs)", op="input_grad", where=graph.path,
+                         fix="compile without `--with input_grad`")
     bw = backward(graph, wrt=floats, prefix="_inp")
-    return Derived("input_grad", bw, dict(bw.grads), {leaf.name: leaf.shape for leaf in floats}, [])
+    return Derived("input_grad", Backward(bw.adjoints, {}), in_order(bw.grads, floats),
+                   {leaf.name: leaf.shape for leaf in floats}, [])

@@ -51,6 +51,7 @@ class Program:
     extra: dict[str, sp.Expr] = field(default_factory=dict)  # hvps, output tangents, input gradients
     extra_shapes: dict[str, tuple] = field(default_factory=dict)
     extra_section: int = 2         # the section whose statements compute `extra` (see SECTIONS)
+    directions: list = field(default_factory=list)  # Leafs of the direction it takes (hvp, jvp)
 
     def results(self) -> list[sp.Expr]:
         out = [] if self.loss is None else [self.loss]
@@ -125,7 +126,7 @@ SECTIONS = {"": 1, "tangent": 2, "grad_tangent": 3}
 
 def build_program(name: str, graph: Graph, backward: Backward | None, *, want_loss: bool,
                   want_outputs: bool, outputs: dict | None = None, extra: dict | None = None,
-                  extra_shapes: dict | None = None, state: bool = True) -> Program:
+                  extra_shapes: dict | None = None, state: bool = True, directions=()) -> Program:
     """Statements for one generated function: forward values, adjoints, shared subexpressions.
     `extra` are further results (adjoint symbols of a second pass, see derivatives.py)."""
     shapes = graph.shapes
@@ -167,7 +168,8 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
     new_state = {k: lower(e) for k, e in state_in.items()}
     program = Program(name, statements, loss, outs, grads, state=new_state,
                       extra={k: lower(e) for k, e in extra.items()}, extra_shapes=dict(extra_shapes or {}),
-                      extra_section=max([2] + [st.priority[0] for st in statements]))
+                      extra_section=max([2] + [st.priority[0] for st in statements]),
+                      directions=list(directions))
     if extra:   # a second pass may leave first-pass values unread (jvp reads none of them)
         program.statements = closure(program, set().union(*(e.free_symbols for e in program.results())))
     program = share_subexpressions(program, shapes)

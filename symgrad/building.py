@@ -15,12 +15,13 @@ FORWARD_TOL = 1e-12  # float64: the generated forward and the oracle differ only
 
 def cmd_compile(args) -> int:
     t = time.perf_counter()
-    result = compile_model(args.model, args.dtype)
+    result = compile_model(args.model, args.dtype, functions=args.functions)
     elapsed = time.perf_counter() - t
     out = args.output or default_out(args.model)
     write_atomic(out, result.source)
     lines = result.source.count("\n")
-    print(f"wrote {out}: {lines} lines, {args.dtype}, compiled in {elapsed:.2f} s, "
+    extra = f", with {', '.join(args.functions)}" if args.functions else ""
+    print(f"wrote {out}: {lines} lines, {args.dtype}{extra}, compiled in {elapsed:.2f} s, "
           f"{result.shared} subexpressions shared by CSE")
     return 0
 

@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from benchmarks.suite import main as run_benchmarks
-from compiler import DTYPES, ModelError
+from compiler import DTYPES, FUNCTIONS, ModelError
 from runtime.optim import OPTIMIZERS
 from runtime.schedules import SCHEDULES
 
@@ -21,11 +21,24 @@ USER_ERRORS = ("InputError", "StaleModuleError", "CheckpointError", "DataError",
                "DistributedError")
 
 
+def function_list(text: str) -> tuple:
+    """`hvp,jvp` -> ("hvp", "jvp"), each one of compiler.FUNCTIONS."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in FUNCTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown function(s) {', '.join(unknown)}; choose from "
+                                         f"{', '.join(FUNCTIONS)}")
+    return names
+
+
 def add_build_commands(sub) -> None:
     p = sub.add_parser("compile", help="model file -> standalone NumPy module")
     p.add_argument("model", help="the model file (.py)")
     p.add_argument("-o", "--output", help="where to write the module (default build/<name>.py)")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
+    p.add_argument("--with", dest="functions", type=function_list, default=(), metavar="FN[,FN...]",
+                   help=f"also generate any of {', '.join(FUNCTIONS)} (forward, loss and "
+                        "loss_and_grad are always there)")
     p.set_defaults(func=building.cmd_compile)
 
     p = sub.add_parser("check", help="backprop vs central differences, per parameter")

@@ -35,6 +35,7 @@ LAYERS = [
     ("trace", {"trace"}),
     ("canonical", {"canonical"}),
     ("ad", {"ad"}),
+    ("derivatives", {"derivatives"}),    # reverse mode over reverse mode: hvp, jvp, input_grad
     ("lower", {"lower"}),                # after ad: ops kept whole for their VJP become their pieces
     ("optimize", {"optimize"}),
     ("schedule", {"schedule"}),

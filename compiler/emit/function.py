@@ -31,6 +31,7 @@ class FunctionCode:
     body: list[str]
     ret: str
     workspace: bool = False   # takes `workspace=` (a Workspace whose arrays it may write into)
+    direction: str | None = None  # the name of its direction argument (hvp's `vectors`)
 
 
 def shape_literal(shape: Shape) -> str:
@@ -43,7 +44,8 @@ def line_ref(graph: Graph, line: int) -> str:
 
 
 def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, standalone: bool = False,
-                  workspace: bool = False, check=None) -> tuple[FunctionCode, set]:
+                  workspace: bool = False, check=None, direction: str | None = None
+                  ) -> tuple[FunctionCode, set]:
     """One generated function. `standalone` code reads symbolic sizes off its inputs instead of
     calling the module's check function `check` ((prologue.Check, training flag); by default one
     of its own). A `workspace` function may write its large products into arrays the caller keeps
@@ -56,6 +58,9 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     else:
         check = check or prologue.plan_checks({sched.program.name: arrays})[sched.program.name]
         head = prologue.call_line(sched.program.name, *check, names, arrays)
+    if sched.program.directions:   # hvp's vectors, jvp's tangents: one array per parameter
+        head += prologue.wrap("", [names[leaf.symbol] for leaf in sched.program.directions],
+                              f" = _directions({sched.program.name!r}, {direction!r}, {direction})")
     decisions = plan(sched, graph, printer, workspace)
     writer = _Writer(graph, sched, printer, names, dtype, decisions,
                      namer.fresh("buffer") if decisions.uses_workspace else None)
@@ -64,9 +69,10 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     if decisions.uses_workspace:
         body.insert(0, f"{writer.buffer_fn} = _fresh if workspace is None else workspace"
                        "  # where large products go")
-    doc = _doc(sched.program.name, graph, arrays.inputs, dtype, decisions.uses_workspace)
+    doc = _doc(sched.program, graph, arrays.inputs, dtype, decisions.uses_workspace, direction)
     fn = FunctionCode(sched.program.name, summary, doc, [p.name for p in arrays.params],
-                      [i.name for i in arrays.inputs], head, body, ret, decisions.uses_workspace)
+                      [i.name for i in arrays.inputs], head, body, ret, decisions.uses_workspace,
+                      direction if sched.program.directions else None)
     return fn, printer.helpers
 
 
@@ -85,12 +91,12 @@ class _Writer:
         section = last_line = None
         for step, action in zip(self.sched.steps, self.plan.actions):
             st = step.statement
-            kind = "backward" if st.backward else "forward"
+            kind = SECTION_TITLES[st.priority[0] if st.priority else 0]
             if kind != section:
                 section = kind
                 body += ["", f"# ---- {kind} {'-' * (90 - len(kind))}"]
-            if kind == "backward" and st.kind == "backward" and st.line and st.line != last_line:
-                last_line = st.line
+            if st.kind == "backward" and st.line and (st.line, st.role) != last_line:
+                last_line = (st.line, st.role)
                 body.append(self.grad_header(st))
             body += self.lines(st, action)
             if step.release:
@@ -132,8 +138,9 @@ class _Writer:
             math = node_math(node, self.forward_named)
         else:  # shown only when it fits: a long formula says less than the source line above it
             math = node_math(self.named_on_line(st.line, node), self.forward_named, truncate=False)
-        return (f"# grad of {line_ref(self.graph, st.line)}: {code_only(self.graph.source_line(st.line))}"
-                + (f"  [{math}]" if math else ""))
+        what = "tangent" if st.role == "tangent" else "grad"
+        return (f"# {what} of {line_ref(self.graph, st.line)}: "
+                f"{code_only(self.graph.source_line(st.line))}" + (f"  [{math}]" if math else ""))
 
     def named_on_line(self, line: int, node):
         """The user- or layer-named forward value of `line` that contains `node` (else the last)."""
@@ -149,24 +156,35 @@ class _Writer:
         """The return expression (the loss, outputs, gradients, new state); may end `body` with a
         blank line before a multi-line return."""
         program, graph, p = self.sched.program, self.graph, self.printer
-        if program.outputs or (program.loss is None and not program.grads):
+        parts = []
+        if program.outputs or (program.loss is None and not program.grads and not program.extra):
             items = [f"{k!r}: {materialize(p, e, graph.outputs[k][1], graph)}"
                      for k, e in program.outputs.items()]
-            return "{" + ", ".join(items) + "}"
-        if program.loss is None:  # a gradient slice
-            body.append("")
-            return self.grads_dict()
-        loss_text = materialize(p, program.loss, (), graph)
-        if not program.grads:
-            return loss_text
+            parts.append("{" + ", ".join(items) + "}")
+        if program.loss is not None:
+            parts.append(materialize(p, program.loss, (), graph))
+        if program.grads:
+            parts.append(self.grads_dict())
+        if program.extra:
+            parts.append(self.results_dict(program.extra, program.extra_shapes))
+        if len(parts) == 1 and not program.state:
+            if program.grads or program.extra:  # a gradient slice: the dict on its own lines
+                body.append("")
+            return parts[0]
         body.append("")
-        ret = loss_text + ", " + self.grads_dict()
+        ret = ", ".join(parts)
         if program.state:  # running statistics after this step
             shapes_of = {leaf.name: leaf.shape for leaf in graph.states}
             parts = [f"        {k!r}: {materialize(p, e, shapes_of[k], graph)},"
                      for k, e in program.state.items()]
             ret += ", {\n" + "\n".join(parts) + "\n    }"
         return ret
+
+    def results_dict(self, results: dict, shapes: dict) -> str:
+        """A second pass's results ({param: H·v}, {output: tangent}, {input: gradient})."""
+        parts = [f"        {k!r}: {self.names[e] if e in self.plan.returned else materialize(self.printer, e, shapes[k], self.graph)},"
+                 for k, e in results.items()]
+        return "{\n" + "\n".join(parts) + "\n    }"
 
     def grads_dict(self) -> str:
         parts = []
@@ -241,8 +259,15 @@ def materialize(printer: Printer, expr: sp.Expr, shape: Shape, graph: Graph) -> 
     return text
 
 
-def _doc(name: str, graph: Graph, inputs, dtype: str, workspace: bool) -> list[str]:
-    lines = ["Inputs:" if inputs else "Inputs: none"]
+SECTION_TITLES = {0: "forward", 1: "backward", 2: "tangents", 3: "backward of the tangents"}
+
+
+def _doc(program, graph: Graph, inputs, dtype: str, workspace: bool, direction: str | None) -> list[str]:
+    name = program.name
+    lines = []
+    if program.directions:
+        lines += [f"{direction}: a dict like params, one {dtype} array per parameter (the direction)"]
+    lines += ["Inputs:" if inputs else "Inputs: none"]
     for leaf in inputs:
         kind = {"labels": f"int64 labels in [0, {leaf.classes})",
                 "seed": "int64 seed of the dropout masks"}.get(leaf.kind, dtype)
@@ -257,10 +282,18 @@ def _doc(name: str, graph: Graph, inputs, dtype: str, workspace: bool) -> list[s
             lines.append("    {} (the model file declares no outputs)")
     elif name == "loss":
         lines.append(f"    loss: scalar {dtype}")
+    elif name == "jvp":
+        lines += [f"    the outputs, and the derivative of each along `{direction}`:"]
+        lines += [f"    {k}: {fmt(shape)} {dtype}" for k, (_, shape) in graph.outputs.items()]
+    elif name == "input_grad":
+        lines.append(f"    loss: scalar {dtype}, and the gradient of the loss with respect to each input:")
+        lines += [f"    {k!r}: {fmt(shape)} {dtype}" for k, shape in program.extra_shapes.items()]
     else:
         lines.append(f"    loss: scalar {dtype}, and the gradient of each parameter:")
         lines += [f"    {leaf.name!r}: {fmt(leaf.shape)} {dtype}" for leaf in graph.params]
-        if graph.states:
+        if name == "hvp":
+            lines.append(f"    and H·v, the Hessian of the loss times `{direction}`, per parameter (same shapes)")
+        if graph.states and program.state:
             lines.append("    and, third, the new value of each state array (running statistics):")
             lines += [f"    {leaf.name!r}: {fmt(leaf.shape)} {dtype}" for leaf in graph.states]
     return lines

@@ -8,6 +8,7 @@ import jinja2
 from ..graph import Graph
 from ..optimize import count_ops
 from ..schedule import Schedule, peak_bytes
+from ..shapes import numel
 from . import prologue
 from .function import emit_function, line_ref, shape_literal
 from .naming import value_names
@@ -21,7 +22,15 @@ SUMMARIES = {
     "loss": "The scalar loss.",
     "loss_and_grad": "The loss and the gradient of every parameter, fused: the backward pass "
                      "reuses the forward's values.",
+    "hvp": "The loss, its gradient and H·v (the Hessian times a direction), fused: reverse mode run "
+           "over the gradient, whose adjoints are forward-over-reverse's tangents (x_dot, d_x_dot).",
+    "jvp": "The outputs and their derivatives along a direction in parameter space (forward mode: "
+           "J·t), sharing the forward's values.",
+    "input_grad": "The loss and its gradient with respect to each float input (saliency maps, "
+                  "adversarial examples).",
 }
+DIRECTIONS = {"hvp": "vectors", "jvp": "tangents"}   # the name of each function's direction argument
+HESSIAN_LIMIT = 4096   # parameters: above it hessian() refuses unless called with a larger `limit`
 
 
 def _helpers(helpers) -> list[str]:
@@ -49,8 +58,10 @@ def header_numbers(graph: Graph, lag: Schedule, dtype: str) -> dict:
 
 
 def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, version: str,
-                  model_path: str) -> str:
-    names = ("forward", "loss", "loss_and_grad")
+                  model_path: str, hessian: bool = False) -> str:
+    """The module: every function in `schedules` (forward, loss, loss_and_grad, then any of hvp,
+    jvp, input_grad), and with `hessian` the dense Hessian built column by column from hvp."""
+    names = tuple(schedules)
     arrays = {name: prologue.arrays_of(graph, schedules[name]) for name in names}
     checks = prologue.plan_checks(arrays)
     leaf_names, _ = value_names(graph, schedules["loss_and_grad"])  # leaves: the same in every function
@@ -62,7 +73,8 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
     functions, helpers = [], set()
     for name in names:
         fn, used = emit_function(graph, schedules[name], SUMMARIES[name], dtype,
-                                 workspace=name == "loss_and_grad", check=checks[name])
+                                 workspace=name == "loss_and_grad", check=checks[name],
+                                 direction=DIRECTIONS.get(name))
         functions.append(fn)
         helpers |= used
     inputs = [{"name": leaf.name, "shape": shape_literal(leaf.shape),
@@ -81,4 +93,6 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
         states=states, inputs=inputs, outputs=outputs,
         outputs_doc="{" + ", ".join(f"{k!r}: array" for k in graph.outputs) + "}",
         helpers=_helpers(helpers), checks=check_sources, functions=functions,
-        workspace=any(fn.workspace for fn in functions))
+        workspace=any(fn.workspace for fn in functions), hessian=hessian,
+        directions=any(fn.direction for fn in functions), hessian_limit=HESSIAN_LIMIT,
+        n_params=sum(numel(leaf.shape, {}) for leaf in graph.params))

@@ -34,6 +34,16 @@ def adjoint(name: str) -> str:
     return "d_" + name
 
 
+def tangent(name: str) -> str:
+    """ẋ: the derivative of x along a direction (forward mode)."""
+    return ident(name) + "_dot"
+
+
+def grad_tangent(name: str) -> str:
+    """The derivative of d_x along a direction: d_W_dot of a parameter W is its row of H·v."""
+    return "d_" + tangent(name)
+
+
 def op_name(expr: sp.Basic) -> str:
     """A short name for a temporary, after what computes it (its rule's `temp`): exp, sum, mm..."""
     rule = rule_for(expr)
@@ -79,11 +89,14 @@ class Namer:
 
 def value_names(graph, sched) -> tuple[dict, Namer]:
     """Leaves keep the user's names; forward values their variable or layer names, temporaries
-    `<stem>_<temp>`; adjoints d_<name of the value>."""
+    `<stem>_<temp>`; adjoints d_<name of the value>; a second pass's tangents <name>_dot and
+    d_<name>_dot (derivatives.py)."""
     namer = Namer()
     names: dict = {}
     for leaf in graph.leaves.values():
         names[leaf.symbol] = namer.fresh(leaf.name)
+    for leaf in sched.program.directions:   # the derivative of each parameter along the direction
+        names[leaf.symbol] = namer.fresh(tangent(leaf.name))
     user = dict(names)  # node or symbol -> its name, for the stems of temporaries
     for node, hint in graph.hints.items():
         user.setdefault(node, ident(hint))
@@ -104,5 +117,6 @@ def value_names(graph, sched) -> tuple[dict, Namer]:
             defs[st.target] = st.expr
         else:
             base = forward_name.get(st.node) or user.get(st.node) or temp_name(st.node, user, defs)
-            names[st.target] = namer.fresh(adjoint(base))
+            names[st.target] = namer.fresh({"tangent": tangent, "grad_tangent": grad_tangent}
+                                           .get(st.role, adjoint)(base))
     return names, namer
