@@ -81,17 +81,20 @@ def check_fresh(module: ModuleType, model_path: str | None = None) -> None:
             f"`symgrad compile {path}`")
 
 
-def compile_cached(model_path: str, dtype: str = "float64") -> Path:
-    """Compile into a cache keyed by the model file's SHA-256, the compiler version and dtype."""
+def compile_cached(model_path: str, dtype: str = "float64", functions=()) -> Path:
+    """Compile into a cache keyed by the model file's SHA-256, the compiler version, dtype and the
+    extra functions (`functions`: any of compiler.FUNCTIONS)."""
     import compiler  # the public API only: runtime never reaches into the compiler's stages
 
     with open(model_path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     stem = Path(model_path).stem
+    chosen = [name for name in compiler.FUNCTIONS if name in set(functions)]
     key = f"{digest[:16]}-{compiler.__version__}-{compiler.fingerprint()}-{dtype}"
+    key += "".join(f"-{name}" for name in chosen)
     target = cache_dir() / f"{stem}-{key}.py"
     if not target.exists():
-        source = compiler.compile_file(model_path, dtype=dtype)
+        source = compiler.compile_model(model_path, dtype, functions=chosen).source
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(source, encoding="utf-8")
@@ -99,8 +102,9 @@ def compile_cached(model_path: str, dtype: str = "float64") -> Path:
     return target
 
 
-def load(path_or_module, dtype: str = "float64") -> Model:
-    """A Model from a generated module (object or file) or from a model file (compiled, cached)."""
+def load(path_or_module, dtype: str = "float64", functions=()) -> Model:
+    """A Model from a generated module (object or file) or from a model file (compiled, cached,
+    with the extra `functions`, e.g. ("hvp", "input_grad"))."""
     if isinstance(path_or_module, ModuleType):
         check_fresh(path_or_module)
         return Model(path_or_module)
@@ -109,6 +113,6 @@ def load(path_or_module, dtype: str = "float64") -> Model:
         module = import_path(path)
         check_fresh(module)
         return Model(module)
-    module = import_path(compile_cached(path, dtype))
+    module = import_path(compile_cached(path, dtype, functions))
     check_fresh(module, path)
     return Model(module)

@@ -89,6 +89,30 @@ class Model:
     def loss_and_grad(self, params, **inputs):
         return self.module.loss_and_grad(params, **inputs)
 
+    def _extra(self, name: str):
+        fn = getattr(self.module, name, None)
+        if fn is None:
+            raise AttributeError(f"{self.module.__name__} has no {name}(): compile the model with "
+                                 f"`symgrad compile MODEL --with {name}` (or runtime.load(path, "
+                                 f"functions=({name!r},)))")
+        return fn
+
+    def hvp(self, params, vectors, **inputs):
+        """(loss, grads, H·v): the Hessian of the loss times `vectors` (a dict like params)."""
+        return self._extra("hvp")(params, vectors, **inputs)
+
+    def jvp(self, params, tangents, **inputs):
+        """(outputs, output tangents): forward mode along `tangents` (a dict like params)."""
+        return self._extra("jvp")(params, tangents, **inputs)
+
+    def input_grad(self, params, **inputs):
+        """(loss, {input name: gradient of the loss})."""
+        return self._extra("input_grad")(params, **inputs)
+
+    def hessian(self, params, **inputs):
+        """(loss, grads, H): the dense (P, P) Hessian, parameters flattened in PARAMS order."""
+        return self._extra("hessian")(params, **inputs)
+
     def workspace(self):
         """A Workspace for `step`, or None when the module keeps nothing between calls (its products
         are too small to be worth it, so its loss_and_grad takes no `workspace=`)."""
