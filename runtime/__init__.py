@@ -3,7 +3,8 @@ stages; the generated module is the interface (model files are compiled through 
 from .allocator import keep_freed_memory
 from .gradcheck import GradCheck, check_gradients, random_inputs
 from .load import StaleModuleError, load
+from .minimize import METHODS, MinimizeResult, minimize
 from .model import Model, init_array
 
-__all__ = ["load", "Model", "StaleModuleError", "check_gradients", "random_inputs", "GradCheck",
+__all__ = ["load", "Model", "minimize", "MinimizeResult", "METHODS", "StaleModuleError", "check_gradients", "random_inputs", "GradCheck",
            "init_array", "keep_freed_memory"]

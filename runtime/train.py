@@ -17,6 +17,7 @@ from .allocator import keep_freed_memory
 from . import checkpoint as ckpt
 from .binding import Binding, bind
 from .data import Dataset
+from .minimize import METHODS, minimize
 from .model import Model
 from .optim import make as make_optimizer
 from .schedules import Schedule
@@ -244,6 +245,49 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
         from .plot import plot_history
         plot_history(history, os.path.join(config.out, "curves.png"), title=data.name)
     return result
+
+
+def train_full_batch(model: Model, data: Dataset, config: TrainConfig, log=print) -> TrainResult:
+    """`config.optimizer` one of METHODS (lbfgs, newton-cg, trust-ncg): scipy minimises the loss over
+    the whole training split, at most `config.epochs` iterations; one metrics line per iteration."""
+    binding = bind(model, data)
+    keep_freed_memory()
+    splits = {k: {d: (a[d].astype(model.dtype) if a[d].dtype.kind == "f" else a[d])
+                  for _, d in binding.inputs}
+              for k, a in (("train", data.train), ("val", data.val), ("test", data.test)) if a}
+    os.makedirs(config.out, exist_ok=True)
+    ckpt_path = os.path.join(config.out, "checkpoint.npz")
+    metrics_path = os.path.join(config.out, "metrics.jsonl")
+    params = ckpt.load(ckpt_path, model).params if config.resume else model.init_params(config.seed)
+    inputs = binding.feed(splits["train"], np.arange(len(data.train[data.target])))
+    history: list = []
+    started = time.perf_counter()
+    open(metrics_path, "w").close()
+
+    def after_iteration(entry, now):
+        record = _epoch_record(model, now, binding, splits, entry["iteration"], entry["iteration"],
+                               [entry["loss"]], 0.0, started)
+        history.append(record)
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    result = minimize(model, params, inputs, config.optimizer, maxiter=config.epochs,
+                      callback=after_iteration)
+    meta = {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
+            "dtype": np.dtype(model.dtype).name, "epoch": result.iterations, "batch": 0,
+            "step": result.iterations, "rng_state": np.random.default_rng(config.seed).bit_generator.state,
+            "config": asdict(config), "data": data.name,
+            "optimizer": {"name": config.optimizer, "converged": result.converged,
+                          "message": result.message}, "history": history,
+            "preprocess": preprocess_of(binding, data), "task": binding.kind, "target": binding.target}
+    ckpt.save(ckpt_path, result.params, {}, meta)
+    log(f"{config.optimizer}: {result.iterations} iterations, {result.evaluations} gradients, "
+        f"{result.hvps} Hessian-vector products; {result.message}")
+    out = TrainResult(result.params, history, time.perf_counter() - started, ckpt_path)
+    if config.plot and history:
+        from .plot import plot_history
+        plot_history(history, os.path.join(config.out, "curves.png"), title=data.name)
+    return out
 
 
 def preprocess_of(binding: Binding, data: Dataset) -> dict:

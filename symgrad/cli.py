@@ -12,6 +12,7 @@ import warnings
 
 from benchmarks.suite import main as run_benchmarks
 from compiler import DTYPES, FUNCTIONS, ModelError
+from runtime.minimize import METHODS
 from runtime.optim import OPTIMIZERS
 from runtime.schedules import SCHEDULES
 
@@ -100,7 +101,10 @@ def add_train_command(sub) -> None:
                         "regression target when the model's inputs are all float)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--optimizer", choices=OPTIMIZERS + tuple(METHODS), default="adam",
+                   help="a minibatch optimizer, or full batch through scipy: lbfgs, newton-cg and "
+                        "trust-ncg (the last two with the generated hvp; --epochs is then the "
+                        "iteration limit)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=0.0)

@@ -12,8 +12,9 @@ import runtime
 from runtime import checkpoint as ckpt
 from runtime.data import DataError, load_dataset, restandardize
 from runtime.distributed import DataParallel, connect, sweep
+from runtime.minimize import METHODS, NEEDS_HVP
 from runtime.surnames import sample
-from runtime.train import METRIC, TrainConfig, bind, evaluate, train
+from runtime.train import METRIC, TrainConfig, bind, evaluate, train, train_full_batch
 
 GRID_KEYS = ("lr", "batch_size", "epochs", "momentum", "weight_decay")
 
@@ -23,7 +24,9 @@ def sweep_columns(task: str) -> list[str]:
 
 
 def load_model(args):
-    return runtime.load(args.model, dtype=getattr(args, "dtype", "float64"))
+    second_order = getattr(args, "optimizer", None) in NEEDS_HVP
+    return runtime.load(args.model, dtype=getattr(args, "dtype", "float64"),
+                        functions=("hvp",) if second_order else ())
 
 
 def model_stem(path: str) -> str:
@@ -39,6 +42,13 @@ def cmd_train(args) -> int:
                          lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                          schedule=args.schedule, step_size=args.step_size, gamma=args.gamma,
                          seed=args.seed, out=out, resume=args.resume, progress=not args.quiet)
+    if config.optimizer in METHODS:
+        if args.workers or args.scheduler:
+            raise DataError(f"--optimizer {config.optimizer} is full batch, in one process; drop "
+                            "--workers/--scheduler")
+        print(f"training {args.model} on {data.describe()}; {config.optimizer}, full batch, "
+              f"at most {config.epochs} iterations, seed={config.seed}")
+        return _report(train_full_batch(model, data, config), data, config, out)
     print(f"training {args.model} on {data.describe()}; {config.optimizer} lr={config.lr} "
           f"batch={config.batch_size} epochs={config.epochs} seed={config.seed}")
     stepper, client = None, None
@@ -58,6 +68,10 @@ def cmd_train(args) -> int:
     finally:
         if client is not None:
             client.close()
+    return _report(result, data, config, out)
+
+
+def _report(result, data, config, out) -> int:
     final, metric = result.final, METRIC[data.task]
     keys = [f"{s}_{m}" for m in ("loss", metric) for s in ("train", "val", "test")]
     parts = [f"{k}={final[k]:.4f}" for k in keys if k in final]
