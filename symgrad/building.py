@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 import runtime
 from compiler import compile_model
 from compiler.eager import Oracle
@@ -29,7 +31,7 @@ def cmd_compile(args) -> int:
 def cmd_check(args) -> int:
     """Forward values against the eager oracle, then gradients against central differences of the
     oracle's loss (of the module's own loss with --no-oracle)."""
-    result = compile_model(args.model, "float64")
+    result = compile_model(args.model, "float64", functions=args.functions)
     out = args.output or default_out(args.model)
     write_atomic(out, result.source)
     model = runtime.load(out)
@@ -46,7 +48,46 @@ def cmd_check(args) -> int:
                                      reference=reference)
     against = "the eager oracle's loss" if args.oracle else "the module's own loss"
     print(f"gradients vs central differences of {against} (eps {args.eps:g}):")
-    return 0 if print_gradient_checks(checks, args.tol, ok) else 1
+    ok = print_gradient_checks(checks, args.tol, ok)
+    return 0 if check_second_order(model, args, params, inputs, oracle if args.oracle else None, ok) else 1
+
+
+def check_second_order(model, args, params, inputs, oracle, ok: bool) -> bool:
+    """What `--with` added, each against central differences (see runtime.secondcheck)."""
+    forward = oracle.forward if oracle is not None else (lambda p, i: model.forward(
+        p, **{k: v for k, v in i.items() if k in model.inputs_spec}))
+    loss = oracle.loss if oracle is not None else (lambda p, i: float(model.loss(p, **i)))
+    if "hvp" in args.functions or "hessian" in args.functions:
+        print("H·v vs central differences of the gradient along a random v:")
+        ok = print_gradient_checks(runtime.check_hvp(model, params, inputs, seed=args.seed),
+                                   args.tol, ok)
+    if "jvp" in args.functions:
+        print("J·t vs central differences of the outputs along a random t:")
+        ok = print_gradient_checks(runtime.check_jvp(model, params, inputs, forward, seed=args.seed),
+                                   args.tol, ok)
+    if "input_grad" in args.functions:
+        print("input gradients vs central differences of the loss:")
+        ok = print_gradient_checks(runtime.check_input_grad(model, params, inputs, loss, seed=args.seed),
+                                   args.tol, ok)
+    if "hessian" in args.functions:
+        ok = check_hessian(model, params, inputs, args.tol) and ok
+    return ok
+
+
+def check_hessian(model, params, inputs, tol: float) -> bool:
+    """H symmetric, and H·v equal to hvp's for a random v."""
+    _, _, H = model.hessian(params, **inputs)
+    v = {k: np.random.default_rng(1).standard_normal(np.shape(params[k])) for k in model.params_spec}
+    _, _, hv = model.hvp(params, v, **inputs)
+    flat_v = np.concatenate([v[k].ravel() for k in model.params_spec])
+    flat_hv = np.concatenate([hv[k].ravel() for k in model.params_spec])
+    scale = max(np.abs(H).max(initial=0), 1e-300)
+    asym = float(np.abs(H - H.T).max(initial=0) / scale)
+    product = float(np.abs(H @ flat_v - flat_hv).max(initial=0) / max(np.abs(flat_hv).max(initial=0), 1e-300))
+    good = asym <= tol and product <= tol
+    print(f"hessian {H.shape}: |H − Hᵀ| / |H| = {asym:.2e}, |H·v − hvp(v)| / |hvp(v)| = {product:.2e}: "
+          + ("ok" if good else "MISMATCH"))
+    return good
 
 
 def print_gradient_checks(checks, tol: float, ok: bool) -> bool:

@@ -44,6 +44,8 @@ def add_build_commands(sub) -> None:
 
     p = sub.add_parser("check", help="backprop vs central differences, per parameter")
     p.add_argument("model")
+    p.add_argument("--with", dest="functions", type=function_list, default=(), metavar="FN[,FN...]",
+                   help="also check these generated functions against central differences")
     p.add_argument("-o", "--output", help="where to write the float64 module (default build/<name>.py)")
     p.add_argument("--batch", type=int, default=4, help="size of the random batch (default 4)")
     p.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (default 1e-5)")
