@@ -67,6 +67,37 @@ def explain(compiled, param: str, latex: bool = False) -> str:
     return "\n".join(_vjp_chain(compiled, param, loss_name, latex))
 
 
+def explain_hessian(compiled, latex: bool = False) -> str:
+    """Every second derivative ∂²L/∂θi∂θj (i ≤ j) of a model of scalars, in closed form: SymPy's own
+    `diff`, twice, so it is independent of the generated hvp that the tests compare it with."""
+    graph = compiled.graph
+    if not all(leaf.shape == () for leaf in graph.leaves.values()):
+        raise ModelError("--hessian shows the second derivatives of a model of scalars in closed form, "
+                         "and this model has tensors", where=graph.path,
+                         fix="compile with `symgrad compile MODEL --with hessian` and call hessian(), "
+                             "or read hvp's code with `symgrad compile MODEL --with hvp`")
+    loss_name = graph.hints.get(graph.loss, "L")
+    loss_name = "L" if loss_name == "loss" else loss_name
+    names = {leaf.symbol: leaf.name for leaf in graph.leaves.values()}
+    printer = MathLatexPrinter(names) if latex else MathPrinter(names)
+    lines = []
+    params = graph.params
+    for i, p in enumerate(params):
+        for q in params[i:]:
+            d = sp.diff(graph.loss, p.symbol, q.symbol)
+            if not d.has(sp.sign, P.Op):
+                d = sp.simplify(d)
+            lines.append(f"{_second_label(p.name, q.name, loss_name, latex)} = {printer.doprint(d)}")
+    return "\n".join(lines)
+
+
+def _second_label(a: str, b: str, loss: str, latex: bool) -> str:
+    if latex:
+        wrt = rf"\partial \mathrm{{{a}}}^{{2}}" if a == b else rf"\partial \mathrm{{{a}}} \partial \mathrm{{{b}}}"
+        return rf"\frac{{\partial^{{2}} {loss}}}{{{wrt}}}"
+    return f"∂²{loss}/∂{a}²" if a == b else f"∂²{loss}/∂{a}∂{b}"
+
+
 def _vjp_chain(compiled, param, loss_name, latex) -> list[str]:
     graph = compiled.graph
     sched = gradient_slice(compiled, param)

@@ -71,6 +71,8 @@ def add_inspection_commands(sub) -> None:
     p = sub.add_parser("explain", help="the gradient as mathematics")
     p.add_argument("model")
     p.add_argument("--grad", metavar="PARAM", action="append", help="parameter (repeatable; default all)")
+    p.add_argument("--hessian", action="store_true",
+                   help="the second derivatives instead, in closed form (models of scalars)")
     p.add_argument("--latex", action="store_true")
     p.set_defaults(func=inspecting.cmd_explain)
 

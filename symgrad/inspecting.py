@@ -8,7 +8,7 @@ from rich.syntax import Syntax
 
 from compiler import compile_model, inspection
 from compiler.draw import render
-from compiler.explain import explain
+from compiler.explain import explain, explain_hessian
 
 
 def print_code(text: str) -> None:
@@ -33,6 +33,9 @@ def cmd_show(args) -> int:
 
 def cmd_explain(args) -> int:
     result = compile_model(args.model, "float64")
+    if args.hessian:
+        print(explain_hessian(result, latex=args.latex))
+        return 0
     params = args.grad or [leaf.name for leaf in result.graph.params]
     for name in params:
         print(explain(result, name, latex=args.latex))
