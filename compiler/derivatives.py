@@ -116,13 +116,19 @@ def jvp(graph: Graph, outputs: dict[str, sp.Expr]) -> Derived:
     s = inner((first.grads[leaf.name], d.symbol, leaf.shape) for leaf, d in zip(graph.params, directions))
     bound = {adj.symbol: adj for adj in first.adjoints}
     second = backward(graph, s, dummies, bound, prefix="_jvp")
-    left = {u.symbol for u in dummies}   # the dummy, and the first-pass values it reaches
+    # the dummy, and the first-pass values it reaches (an adjoint reads only earlier adjoints, so a
+    # cached answer never goes stale; SymPy's free_symbols would walk the DAG as a tree)
+    left = {u.symbol for u in dummies}
+    cache: dict = {}
+
+    def reads_dummy(expr) -> bool:
+        return fold(expr, lambda x: x in left, any, cache)
     for adj in first.adjoints:
-        if adj.expr.free_symbols & left:
+        if reads_dummy(adj.expr):
             left.add(adj.symbol)
-    second = Backward(_unguarded(second.adjoints, left), second.grads)
+    second = Backward(_unguarded(second.adjoints, reads_dummy), second.grads)
     for adj in second.adjoints:
-        if adj.expr.free_symbols & left:
+        if reads_dummy(adj.expr):
             raise CompileError(f"{graph.path}:{adj.line}: internal error: the tangent of "
                                f"{graph.source_line(adj.line)!r} is not linear in the direction; "
                                "this is a symgrad bug, please report it")
@@ -131,7 +137,7 @@ def jvp(graph: Graph, outputs: dict[str, sp.Expr]) -> Derived:
                    {name: shape for name, (_, shape) in graph.outputs.items()}, directions)
 
 
-def _unguarded(adjoints: list, dummy: set) -> list:
+def _unguarded(adjoints: list, reads_dummy) -> list:
     """Inside a where() branch the first pass guards a singular op's VJP as unless_zero(g, v): 0
     where the cotangent g is 0 (an unselected position). Transposed, the guard tests the dummy
     cotangent, which J·t must not read; the where() itself still selects those positions away, so
@@ -139,7 +145,7 @@ def _unguarded(adjoints: list, dummy: set) -> list:
     memo: dict = {}
 
     def drop(old, fresh):
-        if isinstance(fresh, unless_zero) and fresh.args[0].free_symbols & dummy:
+        if isinstance(fresh, unless_zero) and reads_dummy(fresh.args[0]):
             return fresh.args[1]
         return None
     return [replace(adj, expr=rewrite(adj.expr, memo, after=drop)) for adj in adjoints]

@@ -298,9 +298,176 @@ def mnist_confusion(out: str, quick: bool = False) -> dict:
     return {"accuracy": ev["acc"], "confusion": confusion, "worst": worst.tolist()}
 
 
+def _regression_data(n: int = 256, seed: int = 0):
+    """n points on [-3, 3] (seeded) and a smooth target with a few wiggles."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(-3, 3, size=(n, 1)), axis=0)
+    return x, np.sin(2 * x) * np.exp(-x ** 2 / 8) + 0.3 * x
+
+
+def newton_vs_adam(out: str, quick: bool = False) -> dict:
+    """Full-batch Newton-CG (Hessian-vector products from the generated hvp) against full-batch Adam
+    on small_regression.py, from the same initialisation: loss per iteration and per second."""
+    plt = _plt()
+    model = runtime.load(os.path.join(HERE, "small_regression.py"), functions=("hvp",))
+    x, t = _regression_data()
+    init = model.init_params(0)
+    newton_iters, adam_steps, lr = (200, 2000, 1e-2) if quick else (500, 20000, 1e-2)
+    nr = runtime.minimize(model, {k: v.copy() for k, v in init.items()}, {"x": x, "t": t},
+                          method="newton-cg", maxiter=newton_iters, tol=1e-12)
+    start = float(model.loss(init, x=x, t=t))
+    newton_curve = [(0, start, 0.0)] + [(h["iteration"], h["loss"], h["seconds"]) for h in nr.history]
+    # Adam, full batch, with a cosine decay from lr to 0 (a constant lr ends in loss spikes)
+    params, opt = {k: v.copy() for k, v in init.items()}, adam()
+    state = opt.init(params)
+    adam_curve, started = [], time.perf_counter()
+    for step in range(adam_steps):
+        loss, grads = model.loss_and_grad(params, x=x, t=t)   # the loss after `step` steps
+        adam_curve.append((step, float(loss), time.perf_counter() - started))
+        params, state = opt.update(params, grads, state, lr * 0.5 * (1 + np.cos(np.pi * step / adam_steps)))
+    adam_loss = float(model.loss(params, x=x, t=t))
+    adam_seconds = time.perf_counter() - started
+    adam_curve.append((adam_steps, adam_loss, adam_seconds))
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
+    labels = {"newton": f"Newton-CG: {nr.iterations} iterations, {nr.hvps} H·v products",
+              "adam": f"Adam (lr {lr:g}, cosine decay): {adam_steps} steps"}
+    for curve, key, style in [(newton_curve, "newton", "C0-"), (adam_curve, "adam", "C1-")]:
+        it, loss, sec = (np.array(c) for c in zip(*curve))
+        ax.loglog(np.maximum(it, 1), loss, style, label=labels[key])
+        ax2.semilogy(sec, loss, style, label=labels[key])
+    ax.set(xlabel="iteration (full batch; log scale)", ylabel="training MSE (log scale)",
+           title="loss against iterations")
+    ax2.set(xlabel="seconds", ylabel="training MSE (log scale)", title="loss against wall-clock time")
+    low = min(nr.loss, adam_loss) / 3
+    for a in (ax, ax2):  # room above the curves for the legend
+        a.set_ylim(low, start * 300)
+        a.legend(fontsize=8, loc="upper right")
+    grid = np.linspace(-3, 3, 400).reshape(-1, 1)
+    ax3.plot(x, t, "k.", ms=3, label="data (256 points)")
+    ax3.plot(grid, model.forward(nr.params, x=grid)["out"], "C0-", label=f"Newton-CG: MSE {nr.loss:.1e}")
+    ax3.plot(grid, model.forward(params, x=grid)["out"], "C1--", label=f"Adam: MSE {adam_loss:.1e}")
+    ax3.set(xlabel="x", ylabel="t", title="1 → 16 → 16 → 1 tanh MLP (321 parameters): the fits")
+    ax3.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "newton_vs_adam.png"), dpi=110)
+    plt.close(fig)
+    return {"initial_loss": start,
+            "newton-cg": {"loss": nr.loss, "iterations": nr.iterations, "seconds": nr.seconds,
+                          "hvps": nr.hvps, "evaluations": nr.evaluations},
+            "adam": {"loss": adam_loss, "iterations": adam_steps, "seconds": adam_seconds, "lr": lr}}
+
+
+_CLASSIFIERS: dict = {}
+
+
+def _digits_classifiers():
+    """The digits data and two classifiers trained on it, full batch with L-BFGS (deterministic):
+    digits_mlp.py (to convergence: it interpolates the training set) and the L2-regularised,
+    convex logistic_digits.py (its unique optimum). Both with the generated input_grad."""
+    if not _CLASSIFIERS:
+        from runtime.data import load_dataset
+        data = load_dataset("digits")
+        for key, name in [("mlp", "digits_mlp.py"), ("logistic", "logistic_digits.py")]:
+            model = runtime.load(os.path.join(HERE, name), functions=("input_grad",))
+            r = runtime.minimize(model, model.init_params(0), data.train, method="lbfgs", maxiter=300,
+                                 tol=1e-6)
+            _CLASSIFIERS[key] = (model, r.params)
+        _CLASSIFIERS["data"] = data
+    return _CLASSIFIERS
+
+
+def _gray(x, data):
+    """Standardised digits back to gray levels 0..16, as 8x8 images."""
+    from runtime.data import invert_stats
+    return invert_stats(np.atleast_2d(x), data.preprocess["x"]).reshape(-1, 8, 8)
+
+
+def adversarial_digit(out: str, quick: bool = False) -> dict:
+    """Fast gradient sign method: x + ε·sign(∂loss/∂x) from the generated input_grad, on the test
+    digits; test accuracy against ε and a row of perturbed digits."""
+    plt = _plt()
+    c = _digits_classifiers()
+    data = c["data"]
+    x, y = data.test["x"], data.test["y"]
+    eps_grid = np.linspace(0, 1, 6 if quick else 11)
+    result = {"eps": eps_grid.tolist(), "accuracy": {}, "clean_accuracy": {}}
+    fig = plt.figure(figsize=(13, 4.6))
+    grid = fig.add_gridspec(1, 2, width_ratios=[1, 1.2])
+    ax = fig.add_subplot(grid[0])
+    show = [0.0, 0.2, 0.4, 0.6, 1.0]
+    for key, label in [("mlp", "digits_mlp (64 → 128 ReLU → 10)"),
+                       ("logistic", "logistic_digits (linear, L2)")]:
+        model, params = c[key]
+        predict = lambda a: model.forward(params, x=a)["logits"].argmax(1)  # noqa: E731
+        # the gradient of the batch's mean loss: row i is sample i's own gradient over N, same sign
+        _, g = model.input_grad(params, x=x, y=y)
+        step = np.sign(g["x"])
+        acc = [float(np.mean(predict(x + eps * step) == y)) for eps in eps_grid]
+        result["accuracy"][key] = acc
+        result["clean_accuracy"][key] = float(np.mean(predict(x) == y))
+        ax.plot(eps_grid, acc, "o-", label=label)
+        if key == "mlp":
+            idx = int(np.flatnonzero(predict(x) == y)[0])  # the first correctly classified test digit
+            images = [(eps, x[idx] + eps * step[idx]) for eps in show]
+            preds = [int(predict(a[None])[0]) for _, a in images]
+    ax.set(xlabel="ε (standardised units: ε·σ_pixel gray levels per pixel)", ylabel="test accuracy",
+           ylim=(-0.02, 1.02), title=f"FGSM on the {len(y)} test digits: x + ε·sign(∂loss/∂x)")
+    ax.axhline(0.1, color="gray", ls=":", label="chance (0.1)")
+    ax.legend(fontsize=8)
+    for k, ((eps, a), pred) in enumerate(zip(images, preds)):
+        sub = fig.add_subplot(grid[1].subgridspec(1, len(show), wspace=0.08)[k])
+        sub.imshow(_gray(a, data)[0], cmap="gray_r", vmin=0, vmax=16)
+        sub.set_title(f"ε = {eps:g}\npredicted {pred}", fontsize=9,
+                      color="black" if pred == int(y[idx]) else "crimson")
+        sub.set_axis_off()
+    fig.text(0.73, 0.2, f"one test digit (a {int(y[idx])}) perturbed against digits_mlp, shown in gray "
+             "levels\n(clipped to 0..16 for display only); red: misclassified", ha="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "adversarial_digit.png"), dpi=110)
+    plt.close(fig)
+    result["example"] = {"index": idx, "label": int(y[idx]), "eps": show, "predicted": preds}
+    return result
+
+
+def saliency_map(out: str, quick: bool = False) -> dict:
+    """|∂loss/∂x| for single test digits, from the generated input_grad, as 8x8 maps beside them."""
+    plt = _plt()
+    c = _digits_classifiers()
+    data = c["data"]
+    x, y = data.test["x"], data.test["y"]
+    picks = [int(np.flatnonzero(y == d)[0]) for d in (0, 1, 2, 3, 4, 7)]
+    rows = [("mlp", "digits_mlp"), ("logistic", "logistic_digits")]
+    maps = {key: [] for key, _ in rows}
+    fig, axes = plt.subplots(1 + len(rows), len(picks), figsize=(2 * len(picks), 7.4))
+    for j, i in enumerate(picks):
+        axes[0][j].imshow(_gray(x[i], data)[0], cmap="gray_r", vmin=0, vmax=16)
+        axes[0][j].set_title(f"test digit {i}: a {int(y[i])}", fontsize=9)
+        for r, (key, label) in enumerate(rows, start=1):
+            model, params = c[key]
+            loss, g = model.input_grad(params, x=x[i:i + 1], y=y[i:i + 1])  # a batch of one
+            s = np.abs(g["x"][0]).reshape(8, 8)
+            maps[key].append(s)
+            axes[r][j].imshow(s / s.max(), cmap="hot", vmin=0, vmax=1)
+            axes[r][j].set_title(f"{label}: loss {float(loss):.1e}\nmax |∂loss/∂x| {s.max():.1e}",
+                                 fontsize=7.5)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    axes[1][0].set_ylabel("|∂loss/∂x|\n(÷ its max)", fontsize=9)
+    axes[2][0].set_ylabel("|∂loss/∂x|\n(÷ its max)", fontsize=9)
+    fig.suptitle("saliency: which pixels change the loss most (generated input_grad, one digit at a time)",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "saliency_map.png"), dpi=110)
+    plt.close(fig)
+    return {"indices": picks, "labels": [int(y[i]) for i in picks], "maps": maps}
+
+
 FIGURES = {"chain_rule": chain_rule, "gradient_flow": gradient_flow,
            "numeric_vs_analytic": numeric_vs_analytic, "universal_approximation": universal_approximation,
-           "initialisation": initialisation, "activations": activations, "mnist_confusion": mnist_confusion}
+           "initialisation": initialisation, "activations": activations, "mnist_confusion": mnist_confusion,
+           "newton_vs_adam": newton_vs_adam, "adversarial_digit": adversarial_digit,
+           "saliency_map": saliency_map}
 
 
 def main(argv=None) -> int:

@@ -15,11 +15,12 @@ EXAMPLES = os.path.join(ROOT, "examples")
 PRELUDE = "from compiler.dsl import *\nimport compiler.ops as P\n"
 
 
-def build(tmp_path, body: str, dtype: str = "float64", name: str = "model"):
-    """Write a model file, compile it, write the module next to it and load it."""
+def build(tmp_path, body: str, dtype: str = "float64", name: str = "model", functions=()):
+    """Write a model file, compile it (with the extra `functions`), write the module next to it and
+    load it."""
     model_file = tmp_path / f"{name}.py"
     model_file.write_text(PRELUDE + textwrap.dedent(body))
-    source = compiler.compile_file(str(model_file), dtype=dtype)
+    source = compiler.compile_model(str(model_file), dtype, functions=functions).source
     module_file = tmp_path / f"{name}_{dtype}_gen.py"
     module_file.write_text(source)
     model = runtime.load(str(module_file))

@@ -106,3 +106,58 @@ def test_mnist_confusion_figure(tmp_path):
     assert np.trace(r["confusion"]) == round(r["accuracy"] * 1000)
     assert len(r["worst"]) == 8
     assert png(tmp_path / "mnist_confusion.png")
+
+
+def test_newton_vs_adam_figure(tmp_path):
+    r = figures.newton_vs_adam(str(tmp_path), quick=True)
+    newton, adam = r["newton-cg"], r["adam"]
+    # full batch from the same start: Newton-CG (generated hvp) goes far lower in far fewer iterations
+    assert newton["loss"] < 1e-5 < r["initial_loss"]
+    assert newton["loss"] < adam["loss"] / 5 and newton["iterations"] < adam["iterations"] / 5
+    assert newton["hvps"] > newton["iterations"]  # each iteration: CG on Hessian-vector products
+    assert png(tmp_path / "newton_vs_adam.png")
+
+
+def test_adversarial_digit_figure(tmp_path):
+    r = figures.adversarial_digit(str(tmp_path), quick=True)
+    assert r["eps"][0] == 0.0 and r["eps"][-1] == 1.0
+    for key in ("mlp", "logistic"):
+        acc = r["accuracy"][key]
+        assert acc[0] == r["clean_accuracy"][key] >= 0.9        # ε = 0 is the clean test set
+        assert acc[-1] < 0.5 and acc[-1] < acc[0] - 0.4          # the attack works
+        assert all(b <= a for a, b in zip(acc, acc[1:]))        # and the larger ε, the better
+    ex = r["example"]
+    assert ex["predicted"][0] == ex["label"] and ex["predicted"][-1] != ex["label"]
+    assert png(tmp_path / "adversarial_digit.png")
+
+
+def test_saliency_map_figure(tmp_path):
+    r = figures.saliency_map(str(tmp_path), quick=True)
+    assert r["labels"] == [0, 1, 2, 3, 4, 7]
+    for maps in r["maps"].values():
+        assert len(maps) == 6
+        for s in maps:
+            assert s.shape == (8, 8) and np.all(s >= 0) and s.max() > 0 and np.count_nonzero(s) > 32
+    assert png(tmp_path / "saliency_map.png")
+
+
+@pytest.mark.parametrize("key", ["logistic", "mlp"])
+def test_input_grad_matches_central_differences(key):
+    """The figures' ∂loss/∂x (generated input_grad) against central differences on a few pixels."""
+    c = figures._digits_classifiers()
+    model, params = c[key]
+    if key == "mlp":  # the trained MLP interpolates (gradients ~1e-12): check it at initialisation
+        params = model.init_params(0)
+    x, y = c["data"].test["x"][:5].copy(), c["data"].test["y"][:5]
+    _, g = model.input_grad(params, x=x, y=y)
+    assert g["x"].shape == x.shape
+    eps = 1e-6
+    for i, j in [(0, 10), (1, 27), (2, 36), (3, 44), (4, 52)]:
+        saved = x[i, j]
+        x[i, j] = saved + eps
+        up = model.loss(params, x=x, y=y)
+        x[i, j] = saved - eps
+        down = model.loss(params, x=x, y=y)
+        x[i, j] = saved
+        numeric = (up - down) / (2 * eps)
+        assert abs(numeric - g["x"][i, j]) <= 1e-6 * abs(g["x"][i, j]) + 1e-11, (i, j, numeric, g["x"][i, j])

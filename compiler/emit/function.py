@@ -59,7 +59,9 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
         check = check or prologue.plan_checks({sched.program.name: arrays})[sched.program.name]
         head = prologue.call_line(sched.program.name, *check, names, arrays)
     if sched.program.directions:   # hvp's vectors, jvp's tangents: one array per parameter
-        head += prologue.wrap("", [names[leaf.symbol] for leaf in sched.program.directions],
+        targets = [names[leaf.symbol] for leaf in sched.program.directions]
+        targets[-1] += "," if len(targets) == 1 else ""   # one parameter: unpack the list still
+        head += prologue.wrap("", targets,
                               f" = _directions({sched.program.name!r}, {direction!r}, {direction})")
     decisions = plan(sched, graph, printer, workspace)
     writer = _Writer(graph, sched, printer, names, dtype, decisions,
@@ -182,7 +184,8 @@ class _Writer:
 
     def results_dict(self, results: dict, shapes: dict) -> str:
         """A second pass's results ({param: H·v}, {output: tangent}, {input: gradient})."""
-        parts = [f"        {k!r}: {self.names[e] if e in self.plan.returned else materialize(self.printer, e, shapes[k], self.graph)},"
+        directions = {leaf.symbol for leaf in self.sched.program.directions}
+        parts = [f"        {k!r}: {self.names[e] if e in self.plan.returned else materialize(self.printer, e, shapes[k], self.graph, directions)},"
                  for k, e in results.items()]
         return "{\n" + "\n".join(parts) + "\n    }"
 
@@ -247,14 +250,15 @@ def _update_text(printer, buffer: str, op: str, term) -> str:
     return f"{buffer} {op}= {printer.doprint(term)}"
 
 
-def materialize(printer: Printer, expr: sp.Expr, shape: Shape, graph: Graph) -> str:
-    """Print a returned value with exactly its declared shape and dtype, never aliasing a leaf."""
+def materialize(printer: Printer, expr: sp.Expr, shape: Shape, graph: Graph, arguments=frozenset()) -> str:
+    """Print a returned value with exactly its declared shape and dtype, never aliasing a leaf or
+    another of the function's `arguments` (a direction's arrays)."""
     text = printer.doprint(expr)
     if not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer}):
         return f"np.full({shape_literal(shape)}, {text}, dtype=DTYPE)"
     if graph.shapes(expr) != tuple(shape):
         return f"np.broadcast_to({text}, {fmt(shape)}).astype(DTYPE)"
-    if expr in {leaf.symbol for leaf in graph.leaves.values()}:
+    if expr in {leaf.symbol for leaf in graph.leaves.values()} or expr in arguments:
         return f"{text}.copy()"
     return text
 

@@ -261,7 +261,7 @@ class unless_zero(Elementwise):
     (log, sqrt, 1/x) must not turn 0·inf or 0·NaN from an unselected position into NaN."""
     temp, math = "guarded", ("({1} unless {0} = 0)", r"\left({1} \text{{ unless }} {0} = 0\right)")
     n_tensor = 2
-    check = Check({"a": ((3, 2), (-2, 2)), "b": ((3, 2), (-2, 2))}, "sum(apply(P.unless_zero, a, b) * b)")
+    check = Check({"a": ((3, 2), (-2, 2)), "b": ((3, 2), (-2, 2))}, "sum(apply(P.unless_zero, a, b) * b) + sum(a * a)")
 
     def vjp(self, ct, shape):
         """v's cotangent, guarded the same way (second derivatives inside a where() branch)."""

@@ -1,0 +1,252 @@
+"""Beyond the gradient: hvp, jvp, input_grad and hessian (compile --with), each against numbers it
+cannot produce itself: central differences of the checked gradient (H·v), of the eager oracle's
+outputs (J·t) and loss (input gradients), and SymPy's own second derivatives (the Hessian)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import compiler
+import compiler.ops as P
+import runtime
+from helpers import EXAMPLES, ROOT, build, check_model_text
+from runtime.model import Model
+
+CHECKED = sorted((r for r in P.REGISTRY.values() if r.check is not None),
+                 key=lambda r: getattr(r.head, "__name__", str(r.head)))
+
+
+def assert_ok(checks):
+    assert checks and all(c.ok for c in checks), "\n".join(
+        f"{c.name}: rel error {c.rel_error:.2e} ({c.status})" for c in checks)
+
+
+# ---- every op's VJP is differentiable again ----------------------------------------------------
+
+@pytest.mark.parametrize("rule", CHECKED, ids=lambda r: getattr(r.head, "__name__", str(r.head)))
+def test_hvp_of_every_op_matches_differences_of_its_gradient(tmp_path, rule):
+    """Reverse mode runs over each rule's VJP: the registry's check losses, differentiated twice."""
+    check = rule.check
+    model = build(tmp_path, check_model_text(check), functions=("hvp",))
+    rng = np.random.default_rng(3)
+    params = {name: rng.uniform(lo, hi, size=shape) for name, (shape, (lo, hi)) in check.params.items()}
+    inputs = {name: rng.integers(0, classes, size=shape) for name, (shape, classes) in check.labels.items()}
+    if model.needs_seed:
+        inputs["seed"] = np.int64(11)
+    assert_ok(runtime.check_hvp(model, params, inputs, tol=1e-6))
+    # H is symmetric: u·(H v) = v·(H u)
+    u, v = ({k: rng.standard_normal(np.shape(p)) for k, p in params.items()} for _ in range(2))
+    hv, hu = model.hvp(params, v, **inputs)[2], model.hvp(params, u, **inputs)[2]
+    left = sum(float(np.sum(u[k] * hv[k])) for k in params)
+    right = sum(float(np.sum(v[k] * hu[k])) for k in params)
+    assert abs(left - right) <= 1e-9 * max(1.0, abs(left))
+
+
+# ---- the examples -------------------------------------------------------------------------------
+
+EXAMPLE_FUNCTIONS = {
+    "neuron": ("hvp", "jvp", "input_grad", "hessian"),
+    "chain_rule": ("hvp", "jvp", "hessian"),
+    "digits_mlp": ("hvp", "jvp", "input_grad"),
+    "mnist1d_cnn": ("hvp", "jvp", "input_grad"),
+    "lenet_mnist5k": ("hvp", "jvp", "input_grad"),
+    "deep_tanh": ("hvp", "jvp", "input_grad"),
+    "char_mlp": ("hvp", "jvp"),
+    "char_rnn": ("hvp", "jvp"),
+    "tiny_gpt": ("hvp", "jvp"),
+    "logistic_digits": ("hvp", "jvp", "input_grad"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_FUNCTIONS))
+def test_examples_second_order_against_central_differences(name):
+    functions = EXAMPLE_FUNCTIONS[name]
+    path = os.path.join(EXAMPLES, f"{name}.py")
+    model = runtime.load(path, functions=functions)
+    oracle = compiler.eager.Oracle(path)
+    params = model.init_params(0)
+    rng = np.random.default_rng(1)   # away from zero-initialised biases' symmetric point
+    params = {k: v + 0.05 * rng.standard_normal(np.shape(v)) if k in model.params_spec else v
+              for k, v in params.items()}
+    inputs = runtime.random_inputs(model, batch=2, seed=0)
+    # the gradient itself against the oracle first: H·v is then checked against its differences
+    assert_ok(runtime.check_gradients(model, params, inputs, max_per_param=3, reference=oracle.loss))
+    assert_ok(runtime.check_hvp(model, params, inputs, tol=1e-5))
+    assert_ok(runtime.check_jvp(model, params, inputs, oracle.forward, tol=1e-6))
+    if "input_grad" in functions:
+        assert_ok(runtime.check_input_grad(model, params, inputs, oracle.loss, tol=1e-6))
+    loss, grads, _ = model.hvp(params, {k: np.zeros_like(params[k]) for k in model.params_spec}, **inputs)
+    reference_loss, reference_grads = model.loss_and_grad(params, **inputs)[:2]
+    # the same math; CSE over the larger program may group a sum differently (rounding only)
+    assert abs(loss - reference_loss) <= 1e-12 * max(1.0, abs(reference_loss))
+    for k in model.params_spec:
+        np.testing.assert_allclose(grads[k], reference_grads[k], rtol=1e-10, atol=1e-13)
+
+
+def test_chain_rule_hessian_is_known():
+    """e(a, b) = (a + b)(b + 1): ∂²e/∂a² = 0, ∂²e/∂a∂b = 1, ∂²e/∂b² = 2."""
+    model = runtime.load(os.path.join(EXAMPLES, "chain_rule.py"), functions=("hessian",))
+    loss, grads, H = model.hessian(model.init_params(0))
+    assert float(loss) == 6.0 and float(grads["a"]) == 2.0 and float(grads["b"]) == 5.0
+    np.testing.assert_array_equal(H, [[0.0, 1.0], [1.0, 2.0]])
+
+
+SCALAR_MODELS = [
+    ("tanh(a * b) + exp(a) * sigmoid(b) + log(a * a + 1) * b",
+     lambda a, b: sp.tanh(a * b) + sp.exp(a) / (1 + sp.exp(-b)) + sp.log(a * a + 1) * b),
+    ("sqrt(a * a + b * b + 1) * sin(a) + cos(b) ** 3 - a / (b * b + 2)",
+     lambda a, b: sp.sqrt(a * a + b * b + 1) * sp.sin(a) + sp.cos(b) ** 3 - a / (b * b + 2)),
+    ("softplus(a - b) * erf(b) + a ** 4 * b",
+     lambda a, b: sp.log(1 + sp.exp(a - b)) * sp.erf(b) + a ** 4 * b),
+]
+
+
+@pytest.mark.parametrize("text,reference", SCALAR_MODELS, ids=lambda x: x if isinstance(x, str) else "")
+def test_hessian_of_scalar_models_equals_sympy_hessian(tmp_path, text, reference):
+    model = build(tmp_path, f'a = Param("a", ())\nb = Param("b", ())\nloss = {text}\n',
+                  functions=("hessian",))
+    a, b = sp.symbols("a b", real=True)
+    H_sym = sp.hessian(reference(a, b), (a, b))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        point = {"a": np.array(rng.uniform(-1.5, 1.5)), "b": np.array(rng.uniform(-1.5, 1.5))}
+        _, _, H = model.hessian(point)
+        want = np.array(H_sym.subs({a: float(point["a"]), b: float(point["b"])}).evalf(30), dtype=float)
+        np.testing.assert_allclose(H, want, rtol=1e-11, atol=1e-12)
+        assert H[0, 1] == H[1, 0] or abs(H[0, 1] - H[1, 0]) <= 1e-14 * abs(H[0, 1])
+
+
+def test_explain_hessian_prints_the_chain_rule_example(capsys):
+    from symgrad.cli import main
+    assert main(["explain", os.path.join(EXAMPLES, "chain_rule.py"), "--hessian"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["∂²e/∂a² = 0", "∂²e/∂a∂b = 1", "∂²e/∂b² = 2"]
+
+
+def test_float32_keeps_its_dtype_and_agrees_with_float64():
+    path = os.path.join(EXAMPLES, "digits_mlp.py")
+    m64 = runtime.load(path, functions=("hvp", "jvp", "input_grad"))
+    m32 = runtime.load(path, "float32", functions=("hvp", "jvp", "input_grad"))
+    params = m64.init_params(0)
+    inputs = runtime.random_inputs(m64, batch=8, seed=0)
+    v = {k: np.random.default_rng(2).standard_normal(p.shape) for k, p in params.items()}
+    p32 = {k: p.astype(np.float32) for k, p in params.items()}
+    v32 = {k: p.astype(np.float32) for k, p in v.items()}
+    i32 = {k: a.astype(np.float32) if a.dtype == np.float64 else a for k, a in inputs.items()}
+    hv64, hv32 = m64.hvp(params, v, **inputs)[2], m32.hvp(p32, v32, **i32)[2]
+    for k in params:
+        assert hv32[k].dtype == np.float32
+        assert np.linalg.norm(hv32[k] - hv64[k]) <= 1e-4 * np.linalg.norm(hv64[k])
+    t64 = m64.jvp(params, v, x=inputs["x"])[1]["logits"]
+    t32 = m32.jvp(p32, v32, x=i32["x"])[1]["logits"]
+    assert t32.dtype == np.float32 and np.linalg.norm(t32 - t64) <= 1e-4 * np.linalg.norm(t64)
+    g32 = m32.input_grad(p32, **i32)[1]["x"]
+    assert g32.dtype == np.float32
+    assert np.linalg.norm(g32 - m64.input_grad(params, **inputs)[1]["x"]) <= 1e-4 * np.linalg.norm(g32)
+
+
+# ---- the contract: readable code, clear errors, determinism --------------------------------------
+
+def test_hvp_code_reads_as_forward_over_reverse():
+    source = compiler.compile_model(os.path.join(EXAMPLES, "digits_mlp.py"), functions=("hvp", "jvp")).source
+    hvp = source[source.index("def hvp("):source.index("def jvp(")]
+    for text in ("# ---- tangents", "# ---- backward of the tangents", "# tangent of digits_mlp.py:7",
+                 "h_dot", "d_h_dot", "d_hidden_W_dot", "_directions('hvp', 'vectors', vectors)"):
+        assert text in hvp, text
+    jvp = source[source.index("def jvp("):]
+    assert "logits_dot" in jvp and "# ---- backward" not in jvp   # J·t reads no first-pass adjoint
+
+
+def test_bad_directions_and_limits_are_refused(tmp_path):
+    model = runtime.load(os.path.join(EXAMPLES, "digits_mlp.py"), functions=("hvp", "hessian"))
+    params = model.init_params(0)
+    inputs = runtime.random_inputs(model, batch=2)
+    vectors = {k: np.zeros_like(p) for k, p in params.items()}
+    del vectors["out.b"]
+    with pytest.raises(ValueError, match=r"hvp: vectors must be a dict with one array per parameter"):
+        model.hvp(params, vectors, **inputs)
+    vectors["out.b"] = np.zeros(3)
+    with pytest.raises(ValueError, match=r"vectors entry 'out.b' has shape \(3,\) but the model was compiled for \(10,\)"):
+        model.hvp(params, vectors, **inputs)
+    with pytest.raises(ValueError, match=r"hessian: this model has 9610 parameters.*pass limit=9610"):
+        model.hessian(params, **inputs)
+
+
+def test_functions_a_model_cannot_have_are_refused(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text('from compiler.dsl import *\na = Param("a", (3,))\nloss = sum(a * a)\n')
+    with pytest.raises(compiler.ModelError, match="declares none"):
+        compiler.compile_model(str(path), functions=("jvp",))
+    with pytest.raises(compiler.ModelError, match="needs a float input"):
+        compiler.compile_model(str(path), functions=("input_grad",))
+    with pytest.raises(compiler.ModelError, match="unknown function"):
+        compiler.compile_model(str(path), functions=("hvpp",))
+    with pytest.raises(AttributeError, match="--with jvp"):
+        Model(runtime.load(str(path)).module).jvp({}, {})
+
+
+SCRIPT = ("import sys, hashlib, compiler\n"
+          "for name, fns in (('digits_mlp', ('hvp', 'jvp', 'input_grad', 'hessian')),"
+          " ('tiny_gpt', ('hvp', 'jvp'))):\n"
+          "    src = compiler.compile_model(f'examples/{name}.py', 'float32', functions=fns,"
+          " display_path=f'examples/{name}.py').source\n"
+          "    print(name, hashlib.sha256(src.encode()).hexdigest())\n")
+
+
+def test_second_order_code_is_byte_identical_across_hash_seeds():
+    outputs = {subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("0", "1", "999")}
+    assert len(outputs) == 1 and len(outputs.pop().splitlines()) == 2
+
+
+# ---- minimisation --------------------------------------------------------------------------------
+
+def sklearn_objective(x, y, C):
+    from sklearn.linear_model import LogisticRegression
+    sk = LogisticRegression(C=C, tol=1e-12, max_iter=10000).fit(x, y)
+    W, b = sk.coef_.T, sk.intercept_
+    z = x @ W + b
+    z = z - z.max(axis=1, keepdims=True)
+    ce = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+    return ce + (W * W).sum() / (2 * C * len(y))
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "newton-cg", "trust-ncg"])
+def test_logistic_regression_reaches_scikit_learns_optimum(method):
+    from runtime.data import load_dataset
+    data = load_dataset("digits")
+    x, y = data.train["x"], data.train["y"]
+    assert len(y) == 1437   # the N_TRAIN the model file's penalty is written for
+    model = runtime.load(os.path.join(EXAMPLES, "logistic_digits.py"), functions=("hvp",))
+    result = runtime.minimize(model, model.init_params(0), {"x": x, "y": y}, method=method,
+                              maxiter=500, tol=1e-8)
+    assert abs(result.loss - sklearn_objective(x, y, C=1.0)) <= 1e-6
+    assert result.history and result.history[-1]["loss"] <= result.history[0]["loss"]
+    if method != "lbfgs":
+        assert result.hvps > 0 and result.iterations < 60   # Newton: few iterations
+
+
+def test_train_newton_cg_from_the_command_line(tmp_path, capsys):
+    from symgrad.cli import main
+    out = tmp_path / "run"
+    assert main(["train", os.path.join(EXAMPLES, "logistic_digits.py"), "--optimizer", "newton-cg",
+                 "--epochs", "40", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "Hessian-vector products" in text and "test_acc 0.9" in text
+    assert {"checkpoint.npz", "metrics.jsonl", "curves.png"} <= set(os.listdir(out))
+    assert main(["eval", os.path.join(EXAMPLES, "logistic_digits.py"), "--checkpoint",
+                 str(out / "checkpoint.npz")]) == 0
+
+
+def test_check_with_second_order_from_the_command_line(tmp_path, capsys):
+    from symgrad.cli import main
+    assert main(["check", os.path.join(EXAMPLES, "neuron.py"), "--with", "hvp,jvp,input_grad,hessian",
+                 "-o", str(tmp_path / "neuron.py")]) == 0
+    text = capsys.readouterr().out
+    assert text.count(": ok") >= 5 and "MISMATCH" not in text
+    assert main(["compile", os.path.join(EXAMPLES, "neuron.py"), "--with", "hvp", "-o",
+                 str(tmp_path / "n.py")]) == 0
+    assert "def hvp(params, vectors, **inputs):" in (tmp_path / "n.py").read_text()
