@@ -1,6 +1,7 @@
 """Property-based tests: random compositions of primitives over random broadcast shapes, and random
 MLP model files, compiled and checked against the eager oracle: the generated loss must equal the
-oracle's, and the gradients central differences of the oracle's loss. The compositions deliberately
+oracle's, the gradients central differences of the oracle's loss, H·v central differences of that
+gradient (symmetric too), and for the MLPs J·t and the input gradients the oracle's differences. The compositions deliberately
 cancel (x - x, (a + b) - b, x / x, x * 0) so SymPy's scalar algebra folds broadcasts away that the
 shapes must keep.
 
@@ -123,14 +124,28 @@ def _assert_gradients(model, params, inputs, tol, text):
         assert check.ok, f"{check}\n{text}"
 
 
+def _assert_hvp(model, params, inputs, text, seed):
+    """H·v against differences of the gradient just checked, and symmetric: u·(Hv) = v·(Hu)."""
+    for check in runtime.check_hvp(model, params, inputs, seed=seed % 1000, tol=1e-6):
+        assert check.ok, f"{check}\n{text}"
+    rng = np.random.default_rng(seed % 1000 + 1)
+    u, v = ({k: rng.standard_normal(np.shape(p)) for k, p in params.items()} for _ in range(2))
+    hv, hu = model.hvp(params, v, **inputs)[2], model.hvp(params, u, **inputs)[2]
+    left = sum(float(np.sum(u[k] * hv[k])) for k in params)
+    right = sum(float(np.sum(v[k] * hu[k])) for k in params)
+    if np.isfinite(left) or np.isfinite(right):
+        assert abs(left - right) <= 1e-8 * max(1.0, abs(left), abs(right)), text
+
+
 @given(random_graphs(), st.integers(0, 2**32 - 1))
 def test_random_compositions_match_central_differences(tmp_path_factory, case, seed):
     text, shapes = case
     _log(text)
-    model = build(tmp_path_factory.mktemp("fuzz"), text)
+    model = build(tmp_path_factory.mktemp("fuzz"), text, functions=("hvp",))
     rng = np.random.default_rng(seed)
     params = {name: rng.uniform(-1.5, 1.5, size=shape) for name, shape in shapes.items()}
     _assert_gradients(model, params, {}, 1e-6, text)
+    _assert_hvp(model, params, {}, text, seed)
     if PROFILE != "long" or seed % 8 == 0:  # the long run spends its time on more graphs
         model32 = build(tmp_path_factory.mktemp("fuzz32"), text, dtype="float32")
         _, grads32 = model32.loss_and_grad({k: v.astype(np.float32) for k, v in params.items()})
@@ -162,12 +177,16 @@ def random_mlps(draw):
 @given(random_mlps(), st.integers(1, 5), st.integers(0, 2**32 - 1))
 def test_random_mlps_match_central_differences(tmp_path_factory, text, batch, seed):
     _log(text)
-    model = build(tmp_path_factory.mktemp("mlp"), text)
+    model = build(tmp_path_factory.mktemp("mlp"), text, functions=("hvp", "jvp", "input_grad"))
     params = model.init_params(seed % 1000)
     rng = np.random.default_rng(seed)
     params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
     inputs = runtime.random_inputs(model, batch=batch, seed=seed % 1000)
     _assert_gradients(model, params, inputs, 1e-6, text)
+    _assert_hvp(model, params, inputs, text, seed)
+    for check in (runtime.check_jvp(model, params, inputs, model.oracle.forward, seed=seed % 1000)
+                  + runtime.check_input_grad(model, params, inputs, model.oracle.loss, seed=seed % 1000)):
+        assert check.ok, f"{check}\n{text}"
     if PROFILE == "long" and seed % 8:
         return  # the long run spends its time on more graphs
     model32 = build(tmp_path_factory.mktemp("mlp32"), text, dtype="float32")
