@@ -90,7 +90,8 @@ def numeric_gradient(model: Model, params: dict, inputs: dict, name: str, eps: f
     return (up - down) / (2 * eps)
 
 
-def _norm(v) -> float:
+def norm(v) -> float:
+    """The 2-norm, inf when it is not finite (a NaN anywhere is a mismatch)."""
     n = float(np.linalg.norm(v)) if len(v) else 0.0
     return n if np.isfinite(n) else np.inf
 
@@ -125,12 +126,12 @@ def check_gradients(model: Model, params: dict, inputs: dict, eps: float = 1e-5,
                                                            base, up[k], down[k], analytic[k], atol)
         smooth = ~kink
         diff = analytic[smooth] - numeric[smooth]
-        scale = max(_norm(analytic[smooth]), _norm(numeric[smooth]),
+        scale = max(norm(analytic[smooth]), norm(numeric[smooth]),
                     atol * np.sqrt(max(1, smooth.sum())) / tol)
-        rel = _norm(diff) / scale if np.all(np.isfinite(diff)) else np.inf
+        rel = norm(diff) / scale if np.all(np.isfinite(diff)) else np.inf
         results.append(GradCheck(name, tuple(theta.shape), len(idx), float(rel),
                                  float(np.max(np.abs(diff))) if diff.size else 0.0,
-                                 _norm(np.ravel(grads[name])), int((kink & ~bad_kink).sum()),
+                                 norm(np.ravel(grads[name])), int((kink & ~bad_kink).sum()),
                                  int(bad_kink.sum()), tol))
     return results
 
@@ -161,9 +162,9 @@ def compare_values(generated: dict, reference: dict) -> dict[str, float]:
         both_nan = np.isnan(gen) & np.isnan(ref)
         same_inf = np.isinf(gen) & (gen == ref)
         finite = ~(both_nan | same_inf)
-        diff = _norm((gen - ref)[finite].ravel())
+        diff = norm((gen - ref)[finite].ravel())
         if not np.all(np.isfinite((gen - ref)[finite])):
             out[name] = np.inf
         else:
-            out[name] = diff / max(_norm(ref[finite].ravel()), np.finfo(np.float64).tiny) if diff else 0.0
+            out[name] = diff / max(norm(ref[finite].ravel()), np.finfo(np.float64).tiny) if diff else 0.0
     return out

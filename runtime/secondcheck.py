@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .gradcheck import ROUNDOFF, SMALLER, GradCheck, _norm
+from .gradcheck import ROUNDOFF, SMALLER, GradCheck, norm
 from .model import Model
 
 
@@ -34,12 +34,12 @@ def _judge(name, analytic, difference: Callable, eps: float, tol: float, floor: 
     analytic = np.asarray(analytic, dtype=np.float64)
     numeric = np.asarray(difference(eps), dtype=np.float64)
     kinks = 0
-    error = _norm(np.ravel(analytic - numeric))
-    scale = max(_norm(np.ravel(analytic)), _norm(np.ravel(numeric)), floor / tol)
+    error = norm(np.ravel(analytic - numeric))
+    scale = max(norm(np.ravel(analytic)), norm(np.ravel(numeric)), floor / tol)
     if not error <= tol * scale:
         finer = np.asarray(difference(eps / SMALLER), dtype=np.float64)
-        moved = _norm(np.ravel(finer - numeric))
-        error_finer = _norm(np.ravel(analytic - finer))
+        moved = norm(np.ravel(finer - numeric))
+        error_finer = norm(np.ravel(analytic - finer))
         if error_finer <= tol * scale:
             numeric, error = finer, error_finer
         elif moved > 0.5 * error:   # the differences do not converge: a kink within the step
@@ -48,7 +48,7 @@ def _judge(name, analytic, difference: Callable, eps: float, tol: float, floor: 
     rel = error / scale if np.isfinite(error) else np.inf
     return GradCheck(name, tuple(analytic.shape), int(analytic.size), float(rel),
                      float(np.max(np.abs(analytic - numeric))) if analytic.size and not kinks else 0.0,
-                     _norm(np.ravel(analytic)), kinks, 0, tol)
+                     norm(np.ravel(analytic)), kinks, 0, tol)
 
 
 def check_hvp(model: Model, params: dict, inputs: dict, vectors: dict | None = None,
