@@ -23,13 +23,14 @@ settings.register_profile("long", max_examples=5000, deadline=None,
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 
-UNARY = ["exp(0.5 * {a})", "tanh({a})", "sigmoid({a})", "softplus({a})", "relu({a})",
-         "leaky_relu({a}, alpha=0.1)", "elu({a})", "abs({a})", "sqrt({a} * {a} + 0.5)",
-         "log({a} * {a} + 0.5)", "({a}) ** 2", "-({a})", "{a} / ({a} * {a} + 1)",
+# operands are parenthesised: {a} may be "(p0) - (p1)", and a * a must stay a square
+UNARY = ["exp(0.5 * ({a}))", "tanh({a})", "sigmoid({a})", "softplus({a})", "relu({a})",
+         "leaky_relu({a}, alpha=0.1)", "elu({a})", "abs({a})", "sqrt(({a}) * ({a}) + 0.5)",
+         "log(({a}) * ({a}) + 0.5)", "({a}) ** 2", "-({a})", "({a}) / (({a}) * ({a}) + 1)",
          "where({a} > 0, log({a}), {a})", "where({a} <= 0.2, {a} * 3, sqrt({a}))",
          "({a}) - ({a}) + 1", "({a}) * 0", "({a}) - ({a})", "({a}) / (({a}) * ({a}) + 1) * (({a}) * ({a}) + 1)"]
-BINARY = ["{a} + {b}", "{a} - {b}", "{a} * {b}", "{a} / ({b} * {b} + 1)", "maximum({a}, {b})",
-          "minimum({a}, {b})", "where({a} > {b}, {a} * {b}, {b} - 1)",
+BINARY = ["{a} + ({b})", "{a} - ({b})", "({a}) * ({b})", "({a}) / (({b}) * ({b}) + 1)", "maximum({a}, {b})",
+          "minimum({a}, {b})", "where({a} > {b}, ({a}) * ({b}), {b} - 1)",
           "(({a}) + ({b})) - ({b})", "({a}) * 0 + ({b})", "({a}) * ({b}) - ({b}) * ({a}) + ({a})",
           "(({b}) * ({b}) + 1) / (({b}) * ({b}) + 1) * ({a})"]
 REDUCE = ["sum({a}, axis={k}, keepdims=True)", "mean({a}, axis={k}, keepdims=True)",
