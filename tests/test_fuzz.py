@@ -148,9 +148,12 @@ def test_random_compositions_match_central_differences(tmp_path_factory, case, s
     _assert_gradients(model, params, {}, 1e-6, text)
     _assert_hvp(model, params, {}, text, seed)
     if PROFILE != "long" or seed % 8 == 0:  # the long run spends its time on more graphs
-        model32 = build(tmp_path_factory.mktemp("fuzz32"), text, dtype="float32")
-        _, grads32 = model32.loss_and_grad({k: v.astype(np.float32) for k, v in params.items()})
+        model32 = build(tmp_path_factory.mktemp("fuzz32"), text, dtype="float32", functions=("hvp",))
+        p32 = {k: v.astype(np.float32) for k, v in params.items()}
+        _, grads32 = model32.loss_and_grad(p32)
         assert all(g.dtype == np.float32 for g in grads32.values()), text
+        _, _, hv32 = model32.hvp(p32, p32)
+        assert all(h.dtype == np.float32 and h.shape == p32[k].shape for k, h in hv32.items()), text
     source = open(model.module.__file__).read()
     for bad in ("DiracDelta", "Heaviside", "Derivative", "Piecewise"):
         assert bad not in source

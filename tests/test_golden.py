@@ -32,6 +32,20 @@ def test_matches_golden_file(name):
                                    "regenerate with SYMGRAD_UPDATE_GOLDEN=1"
 
 
+def test_second_order_functions_match_golden_file():
+    """hvp, jvp, input_grad and hessian of the digits MLP: the readable second pass, under review."""
+    source = compiler.compile_model(os.path.join(EXAMPLES, "digits_mlp.py"), "float64",
+                                    display_path="examples/digits_mlp.py",
+                                    functions=("hvp", "jvp", "input_grad", "hessian")).source
+    path = os.path.join(GOLDEN, "digits_mlp_second_order.py")
+    if os.environ.get("SYMGRAD_UPDATE_GOLDEN"):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(source)
+    with open(path, encoding="utf-8") as f:
+        assert source == f.read(), "generated second-order code for digits_mlp changed; review the " \
+                                   "diff and regenerate with SYMGRAD_UPDATE_GOLDEN=1"
+
+
 def test_generated_code_imports_only_numpy():
     import ast
     for name in SMALL + ["deep_tanh"]:
