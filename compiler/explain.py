@@ -74,8 +74,8 @@ def explain_hessian(compiled, latex: bool = False) -> str:
     if not all(leaf.shape == () for leaf in graph.leaves.values()):
         raise ModelError("--hessian shows the second derivatives of a model of scalars in closed form, "
                          "and this model has tensors", where=graph.path,
-                         fix="compile with `symgrad compile MODEL --with hessian` and call hessian(), "
-                             "or read hvp's code with `symgrad compile MODEL --with hvp`")
+                         fix="compile with `symgrad compile MODEL --with hessian`, whose hessian function "
+                             "returns H, or read the code of H·v with `symgrad compile MODEL --with hvp`")
     loss_name = graph.hints.get(graph.loss, "L")
     loss_name = "L" if loss_name == "loss" else loss_name
     names = {leaf.symbol: leaf.name for leaf in graph.leaves.values()}

@@ -85,8 +85,8 @@ def check_hessian(model, params, inputs, tol: float) -> bool:
     asym = float(np.abs(H - H.T).max(initial=0) / scale)
     product = float(np.abs(H @ flat_v - flat_hv).max(initial=0) / max(np.abs(flat_hv).max(initial=0), 1e-300))
     good = asym <= tol and product <= tol
-    print(f"hessian {H.shape}: |H − Hᵀ| / |H| = {asym:.2e}, |H·v − hvp(v)| / |hvp(v)| = {product:.2e}: "
-          + ("ok" if good else "MISMATCH"))
+    print(f"hessian {H.shape}: asymmetry |H − Hᵀ| / |H| = {asym:.2e}; H times a random v against "
+          f"the hvp function: {product:.2e} relative: " + ("ok" if good else "MISMATCH"))
     return good
 
 

@@ -193,7 +193,7 @@ def value_problem(action: argparse.Action, value: str | None) -> str | None:
         return None if value in action.choices else f"not one of {sorted(action.choices)}"
     try:
         (action.type or str)(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
         return None if value.isalpha() else f"not a valid {getattr(action.type, '__name__', '')}"
     return None
 
