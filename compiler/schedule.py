@@ -60,3 +60,13 @@ def peak_bytes(sched: Schedule, shapes, sizes: dict, itemsize: int) -> int:
         for sym in step.release:
             live.pop(sym, None)
     return peak
+
+
+def invariant(sched: Schedule, varying: set) -> set:
+    """The targets of statements that read none of the symbols `varying`, directly or through other
+    statements: values a loop over `varying` computes once, before it (hessian's columns)."""
+    depends: set = set(varying)
+    for step in sched.steps:   # in scheduled order: after everything they read
+        if step.statement.expr.free_symbols & depends:
+            depends.add(step.statement.target)
+    return {step.statement.target for step in sched.steps} - depends

@@ -119,6 +119,35 @@ def test_hessian_of_scalar_models_equals_sympy_hessian(tmp_path, text, reference
         assert H[0, 1] == H[1, 0] or abs(H[0, 1] - H[1, 0]) <= 1e-14 * abs(H[0, 1])
 
 
+@pytest.mark.parametrize("act", ["tanh", "relu", "softplus"])
+def test_hessian_equals_hvp_of_each_unit_vector(tmp_path, act):
+    """hessian() computes the forward and backward once and loops over the tangent passes only: its
+    columns must equal separate hvp calls (an in-place update of a loop-invariant value inside the
+    loop would corrupt every later column)."""
+    model = build(tmp_path, f'''
+        x = Input("x", ("B", 3))
+        y = Labels("y", ("B",), classes=3)
+        h = {act}(linear(x, 4, name="hidden"))
+        logits = linear(h, 3, name="out")
+        loss = softmax_cross_entropy(logits, y) + 0.01 * sum(h * h)
+    ''', functions=("hvp", "hessian"))
+    params = model.init_params(0)
+    inputs = runtime.random_inputs(model, batch=5, seed=1)
+    loss, grads, H = model.hessian(params, **inputs)
+    sizes = [p.size for p in params.values()]
+    assert H.shape == (sum(sizes), sum(sizes))
+    for j in range(H.shape[0]):
+        e = np.zeros(sum(sizes))
+        e[j] = 1
+        parts = np.split(e, np.cumsum(sizes)[:-1])
+        vectors = {k: part.reshape(p.shape) for (k, p), part in zip(params.items(), parts)}
+        _, _, hv = model.hvp(params, vectors, **inputs)
+        np.testing.assert_allclose(H[:, j], np.concatenate([hv[k].ravel() for k in params]),
+                                   rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(H, H.T, rtol=1e-10, atol=1e-12)
+    assert loss == model.loss(params, **inputs) or abs(loss - model.loss(params, **inputs)) < 1e-12
+
+
 def test_explain_hessian_prints_the_chain_rule_example(capsys):
     from symgrad.cli import main
     assert main(["explain", os.path.join(EXAMPLES, "chain_rule.py"), "--hessian"]) == 0

@@ -32,6 +32,7 @@ class FunctionCode:
     ret: str
     workspace: bool = False   # takes `workspace=` (a Workspace whose arrays it may write into)
     direction: str | None = None  # the name of its direction argument (hvp's `vectors`)
+    limit: int | None = None  # takes `limit=` (hessian: the most parameters it accepts)
 
 
 def shape_literal(shape: Shape) -> str:
@@ -64,7 +65,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
         head += prologue.wrap("", targets,
                               f" = _directions({sched.program.name!r}, {direction!r}, {direction})")
     decisions = plan(sched, graph, printer, workspace)
-    writer = _Writer(graph, sched, printer, names, dtype, decisions,
+    writer = Writer(graph, sched, printer, names, dtype, decisions,
                      namer.fresh("buffer") if decisions.uses_workspace else None)
     body = writer.statements()
     ret = writer.returns(body)
@@ -78,7 +79,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     return fn, printer.helpers
 
 
-class _Writer:
+class Writer:
     """The lines of one function body, statement by statement, as the plan decided."""
 
     def __init__(self, graph, sched, printer, names, dtype, decisions: Plan, buffer_fn):
@@ -88,10 +89,13 @@ class _Writer:
         self.forward_named = {st.node: sp.Symbol(names[st.target], real=True)
                               for st in (s.statement for s in sched.steps) if st.kind == "forward"}
 
-    def statements(self) -> list[str]:
+    def statements(self, only: set | None = None) -> list[str]:
+        """The body's lines, of every step or of the step indices `only`."""
         body: list[str] = []
         section = last_line = None
-        for step, action in zip(self.sched.steps, self.plan.actions):
+        for index, (step, action) in enumerate(zip(self.sched.steps, self.plan.actions)):
+            if only is not None and index not in only:
+                continue
             st = step.statement
             kind = SECTION_TITLES[st.priority[0] if st.priority else 0]
             if kind != section:

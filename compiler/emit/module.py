@@ -11,6 +11,7 @@ from ..schedule import Schedule, peak_bytes
 from ..shapes import numel
 from . import prologue
 from .function import emit_function, line_ref, shape_literal
+from .hessian import emit_hessian
 from .naming import value_names
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("compiler.emit", "templates"),
@@ -75,6 +76,10 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
         fn, used = emit_function(graph, schedules[name], SUMMARIES[name], dtype,
                                  workspace=name == "loss_and_grad", check=checks[name],
                                  direction=DIRECTIONS.get(name))
+        functions.append(fn)
+        helpers |= used
+    if hessian:
+        fn, used = emit_hessian(graph, schedules["hvp"], dtype, checks["hvp"], HESSIAN_LIMIT)
         functions.append(fn)
         helpers |= used
     inputs = [{"name": leaf.name, "shape": shape_literal(leaf.shape),

@@ -482,28 +482,107 @@ def input_grad(params, **inputs):
 
 
 def hessian(params, *, limit=4096, **inputs):
-    """The dense Hessian of the loss, H[i, j] = ∂²loss/∂θi∂θj, one hvp per column.
+    """The loss, its gradient and the dense Hessian H[i, j] = ∂²loss/∂θi∂θj: the forward and backward once, then the tangent passes of hvp once per column, H·e_j.
 
-    The parameters are flattened in PARAMS order, each row-major: P = 9610.
+    Inputs:
+        x: (B, 64) float64
+        y: (B,) int64 labels in [0, 10)
     Returns:
-        loss: scalar float64, the gradient of each parameter, and H: (P, P) float64
-    Refused above `limit` parameters: H has P² entries and costs P Hessian-vector products; raise
-    `limit`, or use hvp (one product costs about two gradients).
+        loss: scalar float64, the gradient of each parameter, and
+        H: (9610, 9610) float64, the parameters flattened in PARAMS order (each row-major)
+    Refused above `limit` parameters (default 4096): H has P² entries and P columns to
+    compute; raise `limit`, or use hvp.
     """
+    B, x, y, hidden_W, hidden_b, out_W, out_b = _arrays('hessian', params, inputs, training=True)
     if 9610 > limit:
-        raise InputError("hessian: this model has 9610 parameters, so H would have "
-                         "92352100 entries and take 9610 Hessian-vector "
-                         "products; pass limit=9610 to compute it anyway, or use "
-                         "hvp(params, vectors, ...)")
-    H = np.empty((9610, 9610), DTYPE)
-    basis = {name: np.zeros(shape, DTYPE) for name, (shape, _, _) in PARAMS.items()}
+        raise InputError('hessian: this model has 9610 parameters, so H would have 92352100 entries and take 9610 Hessian-vector products; pass limit=9610 to compute it anyway, or use hvp(params, vectors, ...)')
+
+    # ---- forward -----------------------------------------------------------------------------------
+    hidden_pre = x @ hidden_W  # (B, 128)  digits_mlp.py:7
+    hidden_pre += hidden_b  # in place
+    h = np.maximum(hidden_pre, 0)  # (B, 128)  digits_mlp.py:7
+    logits = h @ out_W  # (B, 10)  digits_mlp.py:8
+    logits += out_b  # in place
+    logits_max = logits.max(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    logits_exp = np.exp(logits - logits_max)  # (B, 10)  digits_mlp.py:10
+    logits_sum = logits_exp.sum(axis=1, keepdims=True)  # (B, 1)  digits_mlp.py:10
+    loss = ((np.log(logits_sum) + logits_max)[:, 0] - logits[np.arange(B), y]).sum()/B  # ()  digits_mlp.py:10
+
+    # ---- backward ----------------------------------------------------------------------------------
+    # grad of digits_mlp.py:10: loss = softmax_cross_entropy(logits, y)
+    d_logits_sum = 1/(B*logits_sum)  # (B, 1)
+    d_logits_plus = d_logits_sum*logits_exp  # (B, 10)
+    d_logits = d_logits_plus - np.eye(10, dtype=DTYPE)[y]/B  # (B, 10)
+    h_T = h.T  # (128, B)
+    # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")  [logits = out.b + h·out.W]
+    d_out_W = h_T @ d_logits  # (128, 10)
+    out_W_T = out_W.T  # (10, 128)
+    d_h = d_logits @ out_W_T  # (B, 128)
+    ones = np.ones(B, dtype=DTYPE)  # (B,)
+    d_out_b = ones @ d_logits  # (10,)
+    # grad of digits_mlp.py:7: h = relu(linear(x, 128, name="hidden"))  [h = relu(hidden_pre)]
+    d_hidden_pre = d_h*(hidden_pre > 0)  # (B, 128)
+    x_T = x.T  # (64, B)
+    d_hidden_W = x_T @ d_hidden_pre  # (64, 128)
+    d_hidden_b = ones @ d_hidden_pre  # (128,)
+
+    # ---- one column of H per parameter entry: the tangents along e_j ------------------------
+    H = np.empty((9610, 9610), dtype=DTYPE)
+    hidden_W_dot = np.zeros((64, 128), dtype=DTYPE)
+    hidden_b_dot = np.zeros((128,), dtype=DTYPE)
+    out_W_dot = np.zeros((128, 10), dtype=DTYPE)
+    out_b_dot = np.zeros((10,), dtype=DTYPE)
     column = 0
-    for name in PARAMS:
-        flat = basis[name].reshape(-1)
-        for k in range(flat.size):
-            flat[k] = 1
-            loss, grads, hvps = hvp(params, basis, **inputs)
-            H[:, column] = np.concatenate([hvps[n].reshape(-1) for n in PARAMS])
-            flat[k] = 0
+    for direction in (hidden_W_dot, hidden_b_dot, out_W_dot, out_b_dot):
+        entries = direction.reshape(-1)  # a view: setting an entry sets the direction
+        for k in range(entries.size):
+            entries[k] = 1
+
+            # ---- tangents ----------------------------------------------------------------------------------
+            # tangent of digits_mlp.py:7: h = relu(linear(x, 128, name="hidden"))  [h = relu(hidden_pre)]
+            hidden_pre_dot = x @ hidden_W_dot  # (B, 128)
+            hidden_pre_dot += hidden_b_dot[None, :]  # in place
+            hidden_pre_dot *= (hidden_pre > 0)  # in place: hidden_pre_dot is not read again
+            h_dot = hidden_pre_dot  # (B, 128)
+            del hidden_pre_dot
+            # tangent of digits_mlp.py:10: loss = softmax_cross_entropy(logits, y)
+            logits_plus_dot = h_dot @ out_W  # (B, 10)
+            logits_plus_dot += out_b_dot[None, :] + h @ out_W_dot  # in place
+            logits_exp_dot = (logits_plus_dot*logits_exp).sum(axis=1, keepdims=True)  # (B, 1)
+
+            # ---- backward of the tangents ------------------------------------------------------------------
+            logits_exp_dot *= -1/(B*logits_sum**2)  # in place: logits_exp_dot is not read again
+            d_logits_sum_dot = logits_exp_dot  # (B, 1)
+            del logits_exp_dot
+            # grad of digits_mlp.py:10: loss = softmax_cross_entropy(logits, y)
+            d_logits_plus_dot = logits_exp*(d_logits_sum*logits_plus_dot + d_logits_sum_dot)  # (B, 10)
+            del logits_plus_dot, d_logits_sum_dot
+            # grad of digits_mlp.py:8: logits = linear(h, 10, name="out")  [logits = out.b + h·out.W]
+            d_out_W_dot = h_T @ d_logits_plus_dot  # (128, 10)
+            d_out_W_dot += h_dot.T @ d_logits  # in place
+            del h_dot
+            d_out_b_dot = ones @ d_logits_plus_dot  # (10,)
+            d_h_dot = d_logits @ out_W_dot.T  # (B, 128)
+            d_h_dot += d_logits_plus_dot @ out_W_T  # in place
+            del d_logits_plus_dot
+            # grad of digits_mlp.py:7: h = relu(linear(x, 128, name="hidden"))  [h = relu(hidden_pre)]
+            d_h_dot *= (hidden_pre > 0)  # in place: d_h_dot is not read again
+            d_hidden_pre_dot = d_h_dot  # (B, 128)
+            del d_h_dot
+            d_hidden_W_dot = x_T @ d_hidden_pre_dot  # (64, 128)
+            d_hidden_b_dot = ones @ d_hidden_pre_dot  # (128,)
+            del d_hidden_pre_dot
+            H[:, column] = np.concatenate([
+                np.ravel(d_hidden_W_dot),
+                np.ravel(d_hidden_b_dot),
+                np.ravel(d_out_W_dot),
+                np.ravel(d_out_b_dot),
+            ])
+            entries[k] = 0
             column += 1
-    return loss, grads, H
+    return loss, {
+        'hidden.W': d_hidden_W,
+        'hidden.b': d_hidden_b,
+        'out.W': d_out_W,
+        'out.b': d_out_b,
+    }, H
