@@ -65,6 +65,8 @@ def add_inspection_commands(sub) -> None:
     p.add_argument("model")
     p.add_argument("--grad", metavar="PARAM", help="only the statements that compute d_PARAM (runs as code)")
     p.add_argument("--forward", action="store_true", help="only the forward pass")
+    p.add_argument("--with", dest="functions", type=function_list, default=(), metavar="FN[,FN...]",
+                   help="the module with these functions too (hvp, jvp, input_grad, hessian)")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.set_defaults(func=inspecting.cmd_show)
 

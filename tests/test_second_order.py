@@ -279,3 +279,5 @@ def test_check_with_second_order_from_the_command_line(tmp_path, capsys):
     assert main(["compile", os.path.join(EXAMPLES, "neuron.py"), "--with", "hvp", "-o",
                  str(tmp_path / "n.py")]) == 0
     assert "def hvp(params, vectors, **inputs):" in (tmp_path / "n.py").read_text()
+    assert main(["show", os.path.join(EXAMPLES, "neuron.py"), "--with", "jvp"]) == 0
+    assert "def jvp(params, tangents, **inputs):" in capsys.readouterr().out
