@@ -43,3 +43,17 @@ def test_best_and_paired_ratios():
     assert best(runs, "m", "float64", "generated") == 10.0
     assert paired_ratios(runs, "m", "float64", "generated") == [1.0, 0.5]  # round 3 failed
     assert best({("m", "float64", "jax"): [None]}, "m", "float64", "jax") is None
+
+
+def test_hvp_benchmark_runs_and_checks_its_peers(capsys):
+    """The hvp benchmark's table: every row measured (peers n/a where not installed; where they are,
+    their H·v was checked against the generated one before timing, or the run would have raised)."""
+    from benchmarks import hvp_bench
+    hvp_bench.main(["--repeat", "2", "--threads", "2"])   # 2: no pinning of the test process
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| digits_mlp")
+            or line.startswith("| mnist_mlp")]
+    assert len(rows) == 6
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        grad, hvp = float(cells[3]), float(cells[4].split()[0])
+        assert 0 < grad and 0 < hvp
