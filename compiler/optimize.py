@@ -15,7 +15,7 @@ from .ad import Backward
 from .errors import CompileError
 from .dag import fold, forward_nodes, substitute
 from .graph import Graph
-from .ops import conform, make, matmul, ones, reduce_sum, stop_gradient, transpose
+from .ops import conform, contract_leading, make, matmul, ones, reduce_sum, stop_gradient, transpose
 from .shapes import ShapeMismatch, broadcast, fmt
 
 INLINE_LIMIT = 12  # ops: a single-use adjoint smaller than this is folded into its consumer
@@ -275,15 +275,20 @@ def _row_sums_as_products(exprs: list, shapes) -> list:
 
 
 def _transposed_products(exprs: list, shapes) -> list:
-    """(A·B)ᵀ of matrices becomes Bᵀ·Aᵀ: the product is then written in the layout it is read in
-    (reverse mode over a gradient makes these; `d += (A·B)ᵀ` was 35 % slower than `d += Bᵀ·Aᵀ`)."""
+    """(A·B)ᵀ of matrices becomes Bᵀ·Aᵀ, and (Σ_rows Aᵀ·B)ᵀ becomes Σ_rows Bᵀ·A: the product is then
+    written in the layout it is read in (reverse mode over a gradient makes these; `d += (A·B)ᵀ` was
+    35 % slower than `d += Bᵀ·Aᵀ`)."""
     mapping = {}
     for e in exprs:
         for node in sp.preorder_traversal(e):
-            if (isinstance(node, transpose) and isinstance(node.args[0], matmul) and node not in mapping
-                    and all(len(shapes(a)) == 2 for a in node.args[0].args)):
-                a, b = node.args[0].args
+            if not isinstance(node, transpose) or node in mapping:
+                continue
+            inner = node.args[0]
+            if isinstance(inner, matmul) and all(len(shapes(a)) == 2 for a in inner.args):
+                a, b = inner.args
                 mapping[node] = matmul(transpose(b), transpose(a))
+            elif isinstance(inner, contract_leading):
+                mapping[node] = contract_leading(inner.args[1], inner.args[0])
     if not mapping:
         return exprs
     memo: dict = {}
