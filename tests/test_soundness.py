@@ -161,3 +161,19 @@ def test_a_quotient_on_the_right_of_matmul_keeps_its_parentheses(tmp_path):
     np.testing.assert_allclose(model.loss(params), np.tanh(params["a"] @ (1 / (params["b"] ** 2 + 1))).sum(),
                                rtol=1e-14)
     _check(model, params)
+
+
+def test_a_size_only_an_operand_shape_holds_is_bound(tmp_path):
+    """`sum(pick(logits, y))` prints `np.arange(B)` though no expression holds B (no mean): the
+    function must still bind B (it raised NameError)."""
+    model = build(tmp_path, """
+        x = Input("x", ("B", 3))
+        y = Labels("y", ("B",), classes=3)
+        logits = linear(x, 3, name="out")
+        loss = sum(pick(logits, y))
+    """, functions=("input_grad",))
+    params = model.init_params(0)
+    inputs = runtime.random_inputs(model, batch=4)
+    assert abs(model.loss(params, **inputs) - model.oracle.loss(params, inputs)) < 1e-12
+    _, grads = model.input_grad(params, **inputs)
+    np.testing.assert_allclose(grads["x"], params["out.W"].T[inputs["y"]], rtol=1e-12)

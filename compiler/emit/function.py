@@ -54,6 +54,12 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     names, namer = value_names(graph, sched)
     printer = Printer(names, graph.shapes)
     arrays = prologue.arrays_of(graph, sched)
+    decisions = plan(sched, graph, printer, workspace)
+    writer = Writer(graph, sched, printer, names, dtype, decisions,
+                    namer.fresh("buffer") if decisions.uses_workspace else None)
+    body = writer.statements()
+    ret = writer.returns(body)
+    arrays = prologue.with_printed_sizes(arrays, body + [ret])
     if standalone:
         head = prologue.standalone_prologue(graph, arrays, names)
     else:
@@ -64,11 +70,6 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
         targets[-1] += "," if len(targets) == 1 else ""   # one parameter: unpack the list still
         head += prologue.wrap("", targets,
                               f" = _directions({sched.program.name!r}, {direction!r}, {direction})")
-    decisions = plan(sched, graph, printer, workspace)
-    writer = Writer(graph, sched, printer, names, dtype, decisions,
-                     namer.fresh("buffer") if decisions.uses_workspace else None)
-    body = writer.statements()
-    ret = writer.returns(body)
     if decisions.uses_workspace:
         body.insert(0, f"{writer.buffer_fn} = _fresh if workspace is None else workspace"
                        "  # where large products go")

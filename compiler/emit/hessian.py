@@ -31,9 +31,9 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
     sched, keep = hessian_schedule(hvp_sched, graph.shapes)
     names, _ = value_names(graph, sched)
     printer = Printer(names, graph.shapes)
-    arrays = prologue.arrays_of(graph, sched)
-    head = prologue.call_line("hessian", *check, names, arrays)
     writer = Writer(graph, sched, printer, names, dtype, plan(sched, graph, printer, False), None)
+    arrays = prologue.with_printed_sizes(prologue.arrays_of(graph, sched), writer.statements())
+    head = prologue.call_line("hessian", *check, names, arrays)
     steps = range(len(sched.steps))
     once = {i for i in steps if sched.steps[i].statement.target in keep}
     size = sum(numel(leaf.shape, {}) for leaf in graph.params)

@@ -4,7 +4,8 @@ few attribute reads); anything else goes to the module's `_validate`, which says
 wrong. Each function calls it in one line."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from ..shapes import fmt
 
@@ -35,6 +36,15 @@ def arrays_of(graph, sched) -> Arrays:
     inputs = [leaf for leaf in graph.inputs if leaf.symbol in used]
     dims = sorted({s.name for s in used if s.is_Symbol and s.is_integer})
     return Arrays(tuple(params), tuple(inputs), tuple(dims))
+
+
+def with_printed_sizes(arrays: Arrays, lines) -> Arrays:
+    """`arrays` plus the symbolic sizes of its inputs that the printed code names although no
+    expression holds them (a gather by label prints `np.arange(B)` from its operand's shape)."""
+    text = "\n".join(line.split("#")[0] for line in lines)   # the code, not its shape comments
+    sizes = {d for leaf in arrays.inputs for d in leaf.shape if isinstance(d, str)}
+    named = {d for d in sizes - set(arrays.dims) if re.search(rf"\b{re.escape(d)}\b", text)}
+    return replace(arrays, dims=tuple(sorted(set(arrays.dims) | named))) if named else arrays
 
 
 @dataclass
