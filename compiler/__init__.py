@@ -86,7 +86,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     }
     for d in derived:
         programs[d.name] = build_program(
-            d.name, graph, d.backward, want_loss=d.name != "jvp", want_outputs=d.name == "jvp",
+            d.name, graph, d.backward, want_loss=d.returns_loss, want_outputs=not d.returns_loss,
             outputs=inference, extra=d.results, extra_shapes=d.shapes, state=False,
             directions=d.directions)
     timings["optimize"] = time.perf_counter() - t

@@ -38,6 +38,7 @@ class Derived:
     results: dict[str, sp.Expr]
     shapes: dict[str, tuple]
     directions: list[Leaf]         # the direction (tangent) each parameter gets, in PARAMS order
+    returns_loss: bool = True      # (loss, ...) first; jvp returns the outputs instead
 
 
 def direction_leaves(graph: Graph) -> list[Leaf]:
@@ -134,7 +135,8 @@ def jvp(graph: Graph, outputs: dict[str, sp.Expr]) -> Derived:
                                "this is a symgrad bug, please report it")
     tangents = _as_tangents(second, bound, graph.lines, {u.symbol: outputs[u.name] for u in dummies})
     return Derived("jvp", Backward(first.adjoints + tangents, {}), in_order(second.grads, dummies),
-                   {name: shape for name, (_, shape) in graph.outputs.items()}, directions)
+                   {name: shape for name, (_, shape) in graph.outputs.items()}, directions,
+                   returns_loss=False)
 
 
 def _unguarded(adjoints: list, reads_dummy) -> list:

@@ -67,9 +67,10 @@ def explain(compiled, param: str, latex: bool = False) -> str:
     return "\n".join(_vjp_chain(compiled, param, loss_name, latex))
 
 
-def explain_hessian(compiled, latex: bool = False) -> str:
+def explain_hessian(compiled, latex: bool = False, only: list | None = None) -> str:
     """Every second derivative ∂²L/∂θi∂θj (i ≤ j) of a model of scalars, in closed form: SymPy's own
-    `diff`, twice, so it is independent of the generated hvp that the tests compare it with."""
+    `diff`, twice, so it is independent of the generated hvp that the tests compare it with. With
+    `only` (parameter names), the rows that involve one of them."""
     graph = compiled.graph
     if not all(leaf.shape == () for leaf in graph.leaves.values()):
         raise ModelError("--hessian shows the second derivatives of a model of scalars in closed form, "
@@ -82,8 +83,14 @@ def explain_hessian(compiled, latex: bool = False) -> str:
     printer = MathLatexPrinter(names) if latex else MathPrinter(names)
     lines = []
     params = graph.params
+    unknown = sorted(set(only or ()) - {leaf.name for leaf in params})
+    if unknown:
+        raise ModelError(f"no parameter named {', '.join(map(repr, unknown))}",
+                         fix=f"choose from {', '.join(leaf.name for leaf in params)}")
     for i, p in enumerate(params):
         for q in params[i:]:
+            if only and p.name not in only and q.name not in only:
+                continue
             d = sp.diff(graph.loss, p.symbol, q.symbol)
             if not d.has(sp.sign, P.Op):
                 d = sp.simplify(d)

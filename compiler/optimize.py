@@ -168,7 +168,8 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
     new_state = {k: lower(e) for k, e in state_in.items()}
     program = Program(name, statements, loss, outs, grads, state=new_state,
                       extra={k: lower(e) for k, e in extra.items()}, extra_shapes=dict(extra_shapes or {}),
-                      extra_section=max([2] + [st.priority[0] for st in statements]),
+                      extra_section=max((st.priority[0] for st in statements if st.kind == "backward"),
+                                        default=1),
                       directions=list(directions))
     if extra:   # a second pass may leave first-pass values unread (jvp reads none of them)
         program.statements = closure(program, set().union(*(e.free_symbols for e in program.results())))

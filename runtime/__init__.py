@@ -7,5 +7,6 @@ from .minimize import METHODS, MinimizeResult, minimize
 from .model import Model, init_array
 from .secondcheck import check_hvp, check_input_grad, check_jvp
 
-__all__ = ["load", "Model", "minimize", "MinimizeResult", "METHODS", "StaleModuleError", "check_gradients", "random_inputs", "GradCheck",
-           "init_array", "keep_freed_memory", "check_hvp", "check_jvp", "check_input_grad"]
+__all__ = ["load", "Model", "minimize", "MinimizeResult", "METHODS", "StaleModuleError",
+           "check_gradients", "random_inputs", "GradCheck", "init_array", "keep_freed_memory",
+           "check_hvp", "check_jvp", "check_input_grad"]

@@ -89,6 +89,10 @@ def compile_cached(model_path: str, dtype: str = "float64", functions=()) -> Pat
     with open(model_path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     stem = Path(model_path).stem
+    unknown = sorted(set(functions) - set(compiler.FUNCTIONS))
+    if unknown:
+        raise ValueError(f"unknown function(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(compiler.FUNCTIONS)}")
     chosen = [name for name in compiler.FUNCTIONS if name in set(functions)]
     key = f"{digest[:16]}-{compiler.__version__}-{compiler.fingerprint()}-{dtype}"
     key += "".join(f"-{name}" for name in chosen)
@@ -107,12 +111,22 @@ def load(path_or_module, dtype: str = "float64", functions=()) -> Model:
     with the extra `functions`, e.g. ("hvp", "input_grad"))."""
     if isinstance(path_or_module, ModuleType):
         check_fresh(path_or_module)
-        return Model(path_or_module)
+        return _with(Model(path_or_module), functions)
     path = str(path_or_module)
     if is_generated(path):
         module = import_path(path)
         check_fresh(module)
-        return Model(module)
+        return _with(Model(module), functions)
     module = import_path(compile_cached(path, dtype, functions))
     check_fresh(module, path)
     return Model(module)
+
+
+def _with(model: Model, functions) -> Model:
+    """A module already generated cannot gain functions: say so instead of failing later."""
+    missing = [name for name in functions if not hasattr(model.module, name)]
+    if missing:
+        raise ValueError(f"{model.module.__name__} was generated without {', '.join(missing)}; "
+                         f"recompile it with `symgrad compile MODEL --with {','.join(missing)}`, or "
+                         "load the model file instead")
+    return model

@@ -20,6 +20,10 @@ METHODS = {"lbfgs": "L-BFGS-B", "newton-cg": "Newton-CG", "trust-ncg": "trust-nc
 NEEDS_HVP = ("newton-cg", "trust-ncg")
 
 
+class FullBatchError(ValueError):
+    """A model that full-batch minimisation cannot train as it is (running statistics)."""
+
+
 @dataclass
 class MinimizeResult:
     params: dict
@@ -82,6 +86,13 @@ def minimize(model: Model, params: dict, inputs: dict, method: str = "lbfgs", *,
     if method in NEEDS_HVP and not hasattr(model.module, "hvp"):
         raise AttributeError(f"{method} needs Hessian-vector products: load the model with "
                              "runtime.load(path, functions=('hvp',)) or compile it with --with hvp")
+    if model.states_spec:
+        raise FullBatchError(f"{method} minimises one fixed loss over the whole data set, and this model has "
+                         f"running statistics ({', '.join(model.states_spec)}) that a step updates; "
+                         "they would keep their initial values. Train it with a minibatch optimizer "
+                         "(--optimizer adam)")
+    if model.needs_seed and "seed" not in inputs:
+        inputs = {**inputs, "seed": np.int64(0)}   # dropout: one fixed mask, so the loss is one function
     problem = _Problem(model, params, inputs)
     history: list = []
     started = time.perf_counter()

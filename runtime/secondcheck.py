@@ -12,6 +12,7 @@ where no derivative exists, and the value is counted as such rather than as a mi
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -91,8 +92,8 @@ def check_jvp(model: Model, params: dict, inputs: dict, reference: Callable, tan
 def check_input_grad(model: Model, params: dict, inputs: dict, reference: Callable,
                      eps: float = 1e-5, tol: float = 1e-6, seed: int = 0) -> list[GradCheck]:
     """∂L/∂input of every float input against central differences of `reference(params, inputs)`
-    (the oracle's loss), along a random direction per input (one number, two evaluations) and
-    element by element for inputs of at most 64 entries."""
+    (the oracle's loss): element by element for inputs of at most 64 entries, else along 8 random
+    directions (two evaluations each)."""
     loss, grads = model.input_grad(params, **inputs)
     rng = np.random.default_rng(seed)
     floor = ROUNDOFF * max(1.0, abs(float(loss))) / eps
@@ -113,5 +114,7 @@ def check_input_grad(model: Model, params: dict, inputs: dict, reference: Callab
                 down = reference(params, {**inputs, name: (base - step * d).astype(inputs[name].dtype)})
                 out.append((up - down) / (2 * step))
             return np.array(out)
-        results.append(_judge(f"{name} (input)", analytic, difference, eps, tol, floor))
+        check = _judge(f"{name} (input)", analytic, difference, eps, tol, floor)
+        results.append(replace(check, shape=tuple(base.shape)))   # the input's shape, not the probes'
+
     return results

@@ -258,24 +258,32 @@ def train_full_batch(model: Model, data: Dataset, config: TrainConfig, log=print
     os.makedirs(config.out, exist_ok=True)
     ckpt_path = os.path.join(config.out, "checkpoint.npz")
     metrics_path = os.path.join(config.out, "metrics.jsonl")
-    params = ckpt.load(ckpt_path, model).params if config.resume else model.init_params(config.seed)
+    done, history = 0, []   # --epochs is the total number of iterations, as it is for epochs
+    if config.resume:
+        state = ckpt.load(ckpt_path, model)
+        params, done, history = state.params, state.meta["epoch"], state.meta.get("history", [])
+        _refuse_fewer_epochs(ckpt_path, done, 0, config.epochs)
+    else:
+        params = model.init_params(config.seed)
+        open(metrics_path, "w").close()
     inputs = binding.feed(splits["train"], np.arange(len(data.train[data.target])))
-    history: list = []
+    if model.needs_seed:   # dropout: one fixed mask, so that the loss is one function to minimise
+        inputs["seed"] = np.int64(config.seed)
     started = time.perf_counter()
-    open(metrics_path, "w").close()
 
     def after_iteration(entry, now):
-        record = _epoch_record(model, now, binding, splits, entry["iteration"], entry["iteration"],
-                               [entry["loss"]], 0.0, started)
+        step = done + entry["iteration"]
+        record = _epoch_record(model, now, binding, splits, step, step, [entry["loss"]], 0.0, started)
         history.append(record)
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    result = minimize(model, params, inputs, config.optimizer, maxiter=config.epochs,
+    result = minimize(model, params, inputs, config.optimizer, maxiter=config.epochs - done,
                       callback=after_iteration)
     meta = {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
-            "dtype": np.dtype(model.dtype).name, "epoch": result.iterations, "batch": 0,
-            "step": result.iterations, "rng_state": np.random.default_rng(config.seed).bit_generator.state,
+            "dtype": np.dtype(model.dtype).name, "epoch": done + result.iterations, "batch": 0,
+            "step": done + result.iterations,
+            "rng_state": np.random.default_rng(config.seed).bit_generator.state,
             "config": asdict(config), "data": data.name,
             "optimizer": {"name": config.optimizer, "converged": result.converged,
                           "message": result.message}, "history": history,

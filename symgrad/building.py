@@ -70,14 +70,15 @@ def check_second_order(model, args, params, inputs, oracle, ok: bool) -> bool:
         ok = print_gradient_checks(runtime.check_input_grad(model, params, inputs, loss, seed=args.seed),
                                    args.tol, ok)
     if "hessian" in args.functions:
-        ok = check_hessian(model, params, inputs, args.tol) and ok
+        ok = check_hessian(model, params, inputs, args.tol, args.seed) and ok
     return ok
 
 
-def check_hessian(model, params, inputs, tol: float) -> bool:
+def check_hessian(model, params, inputs, tol: float, seed: int = 0) -> bool:
     """H symmetric, and H·v equal to hvp's for a random v."""
     _, _, H = model.hessian(params, **inputs)
-    v = {k: np.random.default_rng(1).standard_normal(np.shape(params[k])) for k in model.params_spec}
+    rng = np.random.default_rng(seed)
+    v = {k: rng.standard_normal(np.shape(params[k])) for k in model.params_spec}
     _, _, hv = model.hvp(params, v, **inputs)
     flat_v = np.concatenate([v[k].ravel() for k in model.params_spec])
     flat_hv = np.concatenate([hv[k].ravel() for k in model.params_spec])

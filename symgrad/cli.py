@@ -19,7 +19,7 @@ from runtime.schedules import SCHEDULES
 from . import building, inspecting, training
 
 USER_ERRORS = ("InputError", "StaleModuleError", "CheckpointError", "DataError", "NonFiniteError",
-               "DistributedError")
+               "DistributedError", "FullBatchError")
 
 
 def function_list(text: str) -> tuple:

@@ -34,7 +34,7 @@ def cmd_show(args) -> int:
 def cmd_explain(args) -> int:
     result = compile_model(args.model, "float64")
     if args.hessian:
-        print(explain_hessian(result, latex=args.latex))
+        print(explain_hessian(result, latex=args.latex, only=args.grad))
         return 0
     params = args.grad or [leaf.name for leaf in result.graph.params]
     for name in params:

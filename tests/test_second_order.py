@@ -281,3 +281,113 @@ def test_check_with_second_order_from_the_command_line(tmp_path, capsys):
     assert "def hvp(params, vectors, **inputs):" in (tmp_path / "n.py").read_text()
     assert main(["show", os.path.join(EXAMPLES, "neuron.py"), "--with", "jvp"]) == 0
     assert "def jvp(params, tangents, **inputs):" in capsys.readouterr().out
+
+
+# ---- found in review: aliasing, sizes, names, state, resume ------------------------------------------
+
+def test_results_never_share_memory_with_what_the_caller_passed(tmp_path):
+    """`d_a_dot = b_dot` (sum(a * b)), `w_dot` returned as an output's tangent, `d_x = w`: copies."""
+    model = build(tmp_path, """
+        x = Input("x", ("B", 3))
+        a = Param("a", (3,))
+        w = Param("w", (3,))
+        loss = sum(a * w) + sum(x * w)
+        outputs = {"w": w + 0 * a}
+    """, functions=("hvp", "jvp", "input_grad", "hessian"))
+    params = {"a": np.ones(3), "w": np.arange(3.0)}
+    x = np.ones((2, 3))
+    vectors = {"a": np.full(3, 2.0), "w": np.full(3, 3.0)}
+    arrays = list(params.values()) + list(vectors.values()) + [x]
+    loss, grads, hv = model.hvp(params, vectors, x=x)
+    _, dots = model.jvp(params, vectors, x=x)
+    _, dx = model.input_grad(params, x=x)
+    returned = list(grads.values()) + list(hv.values()) + list(dots.values()) + list(dx.values())
+    for r in returned:
+        assert not any(np.shares_memory(r, a) for a in arrays)
+    np.testing.assert_array_equal(hv["a"], vectors["w"])
+    np.testing.assert_array_equal(dx["x"], np.broadcast_to(params["w"], (2, 3)))
+
+
+def test_zero_results_with_a_batch_size_are_arrays(tmp_path):
+    """An output no parameter reaches has tangent 0, an input the loss ignores gradient 0: of shape
+    (B, ...), which np.full must get as a tuple of numbers."""
+    model = build(tmp_path, """
+        x = Input("x", ("B", 3))
+        z = Input("z", ("B", 2))
+        w = Param("w", (3,))
+        loss = sum(tanh(x @ w))
+        outputs = {"y": tanh(x @ w), "s": sum(x, axis=1)}
+    """, functions=("jvp", "input_grad"))
+    params = {"w": np.arange(3.0)}
+    x, z = np.ones((4, 3)), np.ones((4, 2))
+    _, dots = model.jvp(params, {"w": np.ones(3)}, x=x)
+    np.testing.assert_array_equal(dots["s"], np.zeros(4))
+    _, dx = model.input_grad(params, x=x, z=z)
+    np.testing.assert_array_equal(dx["z"], np.zeros((4, 2)))
+
+
+def test_hessian_locals_do_not_clash_with_model_names(tmp_path):
+    model = build(tmp_path, """
+        x = Input("x", ("B", 2))
+        H = tanh(linear(x, 3, name="column"))
+        k = H * H
+        entries = sum(k)
+        loss = entries + sum(H)
+    """, functions=("hessian",))
+    params = model.init_params(0)
+    inputs = runtime.random_inputs(model, batch=3)
+    _, _, H = model.hessian(params, **inputs)
+    assert H.shape == (9, 9) and np.allclose(H, H.T, atol=1e-12)
+    assert_ok(runtime.check_hvp(model, params, inputs))
+
+
+def test_full_batch_refuses_running_statistics_and_fixes_dropout(tmp_path):
+    bn = build(tmp_path, """
+        x = Input("x", ("B", 3))
+        y = Labels("y", ("B",), classes=2)
+        loss = softmax_cross_entropy(linear(batch_norm(linear(x, 4, name="h"), name="bn"), 2, name="o"), y)
+    """, name="bn")
+    inputs = runtime.random_inputs(bn, batch=8)
+    from runtime.minimize import FullBatchError
+    with pytest.raises(FullBatchError, match="running statistics"):
+        runtime.minimize(bn, bn.init_params(0), inputs)
+    drop = build(tmp_path, """
+        x = Input("x", ("B", 3))
+        y = Labels("y", ("B",), classes=2)
+        loss = softmax_cross_entropy(linear(dropout(tanh(linear(x, 4, name="h")), 0.2), 2, name="o"), y)
+    """, name="drop", functions=("hvp",))
+    inputs = {k: v for k, v in runtime.random_inputs(drop, batch=8).items() if k != "seed"}
+    result = runtime.minimize(drop, drop.init_params(0), inputs, method="newton-cg", maxiter=20)
+    assert np.isfinite(result.loss) and result.loss < drop.loss(drop.init_params(0), seed=np.int64(0), **inputs)
+
+
+@pytest.mark.parametrize("name", ["vectors", "tangents", "limit"])
+def test_input_names_of_the_new_arguments_are_refused(tmp_path, name):
+    path = tmp_path / "m.py"
+    path.write_text(f'from compiler.dsl import *\nx = Input("{name}", ("B", 2))\nw = Param("w", (2,))\n'
+                    "loss = sum(x @ w)\n")
+    with pytest.raises(compiler.ModelError, match="is taken"):
+        compiler.compile_model(str(path))
+
+
+def test_full_batch_resume_counts_iterations_in_total(tmp_path, capsys):
+    from symgrad.cli import main
+    out = tmp_path / "run"
+    model = os.path.join(EXAMPLES, "logistic_digits.py")
+    assert main(["train", model, "--optimizer", "lbfgs", "--epochs", "5", "--out", str(out), "--quiet"]) == 0
+    assert main(["train", model, "--optimizer", "lbfgs", "--epochs", "12", "--out", str(out), "--quiet",
+                 "--resume"]) == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and '"epoch": 12' in lines[-1]
+    assert main(["train", model, "--optimizer", "lbfgs", "--epochs", "3", "--out", str(out), "--quiet",
+                 "--resume"]) == 2   # fewer than already trained: refused, as for epochs
+    capsys.readouterr()
+
+
+def test_load_refuses_unknown_or_missing_functions(tmp_path):
+    with pytest.raises(ValueError, match="unknown function"):
+        runtime.load(os.path.join(EXAMPLES, "neuron.py"), functions=("hvpp",))
+    generated = tmp_path / "neuron_gen.py"
+    generated.write_text(compiler.compile_model(os.path.join(EXAMPLES, "neuron.py")).source)
+    with pytest.raises(ValueError, match="generated without hvp"):
+        runtime.load(str(generated), functions=("hvp",))

@@ -23,7 +23,7 @@ def declare(name: str, shape, kind: str, what: str | None = None, **extra) -> Le
                     "state": "State"}[kind]
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
         raise error(f"bad name {name!r}", op=what, fix="use letters, digits, _ and . (e.g. 'hidden.W')")
-    if kind in ("input", "labels") and name in ("params", "workspace"):
+    if kind in ("input", "labels") and name in ("params", "workspace", "vectors", "tangents", "limit"):
         raise error(f"the input name {name!r} is taken: the generated functions have an argument of "
                     "that name", op=what, fix="rename the input (e.g. 'x')")
     if name in rec.leaves:

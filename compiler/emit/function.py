@@ -89,6 +89,8 @@ class Writer:
         self.shapes = graph.shapes
         self.forward_named = {st.node: sp.Symbol(names[st.target], real=True)
                               for st in (s.statement for s in sched.steps) if st.kind == "forward"}
+        self.arguments = ({leaf.symbol for leaf in graph.leaves.values()}
+                          | {leaf.symbol for leaf in sched.program.directions})
 
     def statements(self, only: set | None = None) -> list[str]:
         """The body's lines, of every step or of the step indices `only`."""
@@ -119,7 +121,7 @@ class Writer:
         if action.kind == "returned":  # exactly the parameter's shape and dtype, never an alias
             leaf = action.leaf
             text = (self.into_buffer(name, st.expr) if action.workspace
-                    else materialize(p, st.expr, leaf.shape, self.graph))
+                    else self.returned_value(st.expr, leaf.shape))
             return [f"{name} = {text}  # {fmt(leaf.shape)}"]
         if action.kind == "update":  # the operand dies here: update its buffer instead of allocating
             buffer = self.names[action.buffer]
@@ -165,7 +167,7 @@ class Writer:
         program, graph, p = self.sched.program, self.graph, self.printer
         parts = []
         if program.outputs or (program.loss is None and not program.grads and not program.extra):
-            items = [f"{k!r}: {materialize(p, e, graph.outputs[k][1], graph)}"
+            items = [f"{k!r}: {self.returned_value(e, graph.outputs[k][1])}"
                      for k, e in program.outputs.items()]
             parts.append("{" + ", ".join(items) + "}")
         if program.loss is not None:
@@ -182,17 +184,39 @@ class Writer:
         ret = ", ".join(parts)
         if program.state:  # running statistics after this step
             shapes_of = {leaf.name: leaf.shape for leaf in graph.states}
-            parts = [f"        {k!r}: {materialize(p, e, shapes_of[k], graph)},"
+            parts = [f"        {k!r}: {self.returned_value(e, shapes_of[k])},"
                      for k, e in program.state.items()]
             ret += ", {\n" + "\n".join(parts) + "\n    }"
         return ret
 
     def results_dict(self, results: dict, shapes: dict) -> str:
         """A second pass's results ({param: H·v}, {output: tangent}, {input: gradient})."""
-        directions = {leaf.symbol for leaf in self.sched.program.directions}
-        parts = [f"        {k!r}: {self.names[e] if e in self.plan.returned else materialize(self.printer, e, shapes[k], self.graph, directions)},"
-                 for k, e in results.items()]
+        parts = [f"        {k!r}: {self.returned_value(e, shapes[k])}," for k, e in results.items()]
         return "{\n" + "\n".join(parts) + "\n    }"
+
+    def returned_value(self, e, shape) -> str:
+        """A returned array with its declared shape and dtype, never one the caller passed in (a
+        parameter, an input, a direction) nor a view of one: `d_a = b` of sum(a * b) is copied."""
+        if e in self.plan.returned:
+            return self.names[e]
+        text = materialize(self.printer, e, shape, self.graph, self.arguments)
+        if text == self.printer.doprint(e) and self.aliases_argument(e):
+            text += ".copy()"
+        return text
+
+    def aliases_argument(self, e) -> bool:
+        """Whether `e` is, through bare copies and views, an array the caller passed in."""
+        defs = {step.statement.target: step.statement.expr for step in self.sched.steps}
+        while True:
+            if e in self.arguments:
+                return True
+            if e.is_Symbol and e in defs:
+                e = defs[e]
+                continue
+            rule = rule_for(e)
+            if rule is None or not rule.view or e.is_Atom:
+                return False
+            e = rule.tensor_args(e)[0]
 
     def grads_dict(self) -> str:
         parts = []
@@ -201,7 +225,7 @@ class Writer:
             if g is None:
                 continue
             text = (self.names[g] if g in self.plan.returned
-                    else materialize(self.printer, g, leaf.shape, self.graph))
+                    else self.returned_value(g, leaf.shape))
             parts.append(f"        {leaf.name!r}: {text},")
         return "{\n" + "\n".join(parts) + "\n    }"
 
@@ -260,7 +284,7 @@ def materialize(printer: Printer, expr: sp.Expr, shape: Shape, graph: Graph, arg
     another of the function's `arguments` (a direction's arrays)."""
     text = printer.doprint(expr)
     if not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer}):
-        return f"np.full({shape_literal(shape)}, {text}, dtype=DTYPE)"
+        return f"np.full({fmt(shape)}, {text}, dtype=DTYPE)"
     if graph.shapes(expr) != tuple(shape):
         return f"np.broadcast_to({text}, {fmt(shape)}).astype(DTYPE)"
     if expr in {leaf.symbol for leaf in graph.leaves.values()} or expr in arguments:

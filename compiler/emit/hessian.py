@@ -29,7 +29,8 @@ def hessian_schedule(sched: Schedule, shapes) -> tuple[Schedule, set]:
 def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: int
                  ) -> tuple[FunctionCode, set]:
     sched, keep = hessian_schedule(hvp_sched, graph.shapes)
-    names, _ = value_names(graph, sched)
+    names, namer = value_names(graph, sched)
+    H, column, direction, entries, k = (namer.fresh(n) for n in ("H", "column", "direction", "entries", "k"))
     printer = Printer(names, graph.shapes)
     writer = Writer(graph, sched, printer, names, dtype, plan(sched, graph, printer, False), None)
     arrays = prologue.with_printed_sizes(prologue.arrays_of(graph, sched), writer.statements())
@@ -44,18 +45,18 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
     body += writer.statements(once)
     directions = [names[leaf.symbol] for leaf in sched.program.directions]
     body += ["", "# ---- one column of H per parameter entry: the tangents along e_j " + "-" * 24,
-             f"H = np.empty(({size}, {size}), dtype=DTYPE)"]
+             f"{H} = np.empty(({size}, {size}), dtype=DTYPE)"]
     body += [f"{name} = np.zeros({fmt(leaf.shape)}, dtype=DTYPE)"
              for name, leaf in zip(directions, sched.program.directions)]
-    body += ["column = 0",
-             f"for direction in ({', '.join(directions)}{',' if len(directions) == 1 else ''}):",
-             "    entries = direction.reshape(-1)  # a view: setting an entry sets the direction",
-             "    for k in range(entries.size):",
-             "        entries[k] = 1"]
+    body += [f"{column} = 0",
+             f"for {direction} in ({', '.join(directions)}{',' if len(directions) == 1 else ''}):",
+             f"    {entries} = {direction}.reshape(-1)  # a view: setting an entry sets the direction",
+             f"    for {k} in range({entries}.size):",
+             f"        {entries}[{k}] = 1"]
     inner = writer.statements(set(steps) - once)
     columns = [f"np.ravel({_result(printer, names, sched, leaf, graph)})" for leaf in graph.params]
-    inner += ["H[:, column] = np.concatenate(["] + [f"    {c}," for c in columns] + ["])"]
-    inner += ["entries[k] = 0", "column += 1"]
+    inner += [f"{H}[:, {column}] = np.concatenate(["] + [f"    {c}," for c in columns] + ["])"]
+    inner += [f"{entries}[{k}] = 0", f"{column} += 1"]
     body += ["        " + line if line else "" for line in inner]
     loss_and_grads = materialize(printer, sched.program.loss, (), graph) + ", " + writer.grads_dict()
     doc = ["Inputs:" if arrays.inputs else "Inputs: none"]
@@ -67,7 +68,7 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
             f"Refused above `limit` parameters (default {limit}): H has P² entries and P columns to",
             "compute; raise `limit`, or use hvp."]
     fn = FunctionCode("hessian", SUMMARY, doc, [p.name for p in arrays.params],
-                      [i.name for i in arrays.inputs], head, body, loss_and_grads + ", H",
+                      [i.name for i in arrays.inputs], head, body, f"{loss_and_grads}, {H}",
                       limit=limit)
     return fn, printer.helpers
 

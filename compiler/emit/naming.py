@@ -18,7 +18,8 @@ from ..ops import rule_for
 RESERVED = {"np", "DTYPE", "params", "inputs", "dims", "PARAMS", "STATE", "INPUTS", "OUTPUTS",
             "LABEL_CLASSES", "InputError", "workspace", "Workspace", "training", "where",
             "_arrays", "_validate", "_validate_fully", "_check_labels", "_shape_text", "_match",
-            "_fresh", "SYMGRAD_VERSION", "MODEL_PATH", "MODEL_SHA256"}
+            "_fresh", "SYMGRAD_VERSION", "MODEL_PATH", "MODEL_SHA256", "_directions", "vectors",
+            "tangents", "limit"}
 BUILTINS = frozenset(name for name in dir(builtins) if not name.startswith("_"))
 
 
