@@ -33,16 +33,17 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
     H, column, direction, entries, k = (namer.fresh(n) for n in ("H", "column", "direction", "entries", "k"))
     printer = Printer(names, graph.shapes)
     writer = Writer(graph, sched, printer, names, dtype, plan(sched, graph, printer, False), None)
-    arrays = prologue.with_printed_sizes(prologue.arrays_of(graph, sched), writer.statements())
-    head = prologue.call_line("hessian", *check, names, arrays)
     steps = range(len(sched.steps))
     once = {i for i in steps if sched.steps[i].statement.target in keep}
+    before, inner = writer.statements(once), writer.statements(set(steps) - once)
+    arrays = prologue.with_printed_sizes(prologue.arrays_of(graph, sched), before + inner)
+    head = prologue.call_line("hessian", *check, names, arrays)
     size = sum(numel(leaf.shape, {}) for leaf in graph.params)
     body = [f"if {size} > limit:",
             f"    raise InputError('hessian: this model has {size} parameters, so H would have "
             f"{size * size} entries and take {size} Hessian-vector products; pass limit={size} to "
             "compute it anyway, or use hvp(params, vectors, ...)')"]
-    body += writer.statements(once)
+    body += before
     directions = [names[leaf.symbol] for leaf in sched.program.directions]
     body += ["", "# ---- one column of H per parameter entry: the tangents along e_j " + "-" * 24,
              f"{H} = np.empty(({size}, {size}), dtype=DTYPE)"]
@@ -53,7 +54,6 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
              f"    {entries} = {direction}.reshape(-1)  # a view: setting an entry sets the direction",
              f"    for {k} in range({entries}.size):",
              f"        {entries}[{k}] = 1"]
-    inner = writer.statements(set(steps) - once)
     columns = [f"np.ravel({_result(printer, names, sched, leaf, graph)})" for leaf in graph.params]
     inner += [f"{H}[:, {column}] = np.concatenate(["] + [f"    {c}," for c in columns] + ["])"]
     inner += [f"{entries}[{k}] = 0", f"{column} += 1"]
