@@ -90,11 +90,17 @@ def _as_tangents(second: Backward, bound: dict, lines: dict, outputs: dict | Non
     return out
 
 
-def hvp(graph: Graph, first: Backward) -> Derived:
+def _along(graph: Graph, first: Backward, wrt: list, prefix: str):
+    """The second pass: reverse mode of Σ_p ⟨∇_p, v_p⟩ (the first pass's parameter gradients along
+    a direction v) with respect to `wrt`, through the first pass. Returns (directions, bound, second)."""
     directions = direction_leaves(graph)
     s = inner((first.grads[leaf.name], d.symbol, leaf.shape) for leaf, d in zip(graph.params, directions))
     bound = {adj.symbol: adj for adj in first.adjoints}
-    second = backward(graph, s, graph.params, bound, prefix="_hvp")
+    return directions, bound, backward(graph, s, wrt, bound, prefix=prefix)
+
+
+def hvp(graph: Graph, first: Backward) -> Derived:
+    directions, bound, second = _along(graph, first, graph.params, "_hvp")
     adjoints = first.adjoints + _as_tangents(second, bound, graph.lines)
     return Derived("hvp", Backward(adjoints, first.grads), in_order(second.grads, graph.params),
                    {leaf.name: leaf.shape for leaf in graph.params}, directions)
@@ -106,7 +112,6 @@ def jvp(graph: Graph, outputs: dict[str, sp.Expr]) -> Derived:
         raise ModelError("forward mode differentiates the model's outputs, and the model file declares none",
                          op="jvp", where=graph.path,
                          fix='declare them, e.g. outputs = {"logits": logits}, or leave jvp out of --with')
-    directions = direction_leaves(graph)
     dummies = []
     for name, (_, shape) in graph.outputs.items():
         symbol = sp.Symbol(f"{name}~cotangent", real=True)
@@ -114,9 +119,7 @@ def jvp(graph: Graph, outputs: dict[str, sp.Expr]) -> Derived:
         dummies.append(Leaf(name, symbol, graph.shapes(outputs[name]), "cotangent", 0))
     linear = inner((outputs[u.name], u.symbol, u.shape) for u in dummies)
     first = backward(graph, linear, graph.params, prefix="_vjp")
-    s = inner((first.grads[leaf.name], d.symbol, leaf.shape) for leaf, d in zip(graph.params, directions))
-    bound = {adj.symbol: adj for adj in first.adjoints}
-    second = backward(graph, s, dummies, bound, prefix="_jvp")
+    directions, bound, second = _along(graph, first, dummies, "_jvp")
     # the dummy, and the first-pass values it reaches (an adjoint reads only earlier adjoints, so a
     # cached answer never goes stale; SymPy's free_symbols would walk the DAG as a tree)
     left = {u.symbol for u in dummies}

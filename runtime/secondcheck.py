@@ -21,7 +21,7 @@ from .gradcheck import ROUNDOFF, SMALLER, GradCheck, norm
 from .model import Model
 
 
-def _directions(model: Model, params: dict, seed: int) -> dict:
+def _random_direction(model: Model, params: dict, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     return {k: rng.standard_normal(np.shape(params[k])).astype(model.dtype) for k in model.params_spec}
 
@@ -55,7 +55,7 @@ def _judge(name, analytic, difference: Callable, eps: float, tol: float, floor: 
 def check_hvp(model: Model, params: dict, inputs: dict, vectors: dict | None = None,
               eps: float = 1e-5, tol: float = 1e-6, seed: int = 0) -> list[GradCheck]:
     """H·v of every parameter against central differences of the gradient along v."""
-    vectors = vectors or _directions(model, params, seed)
+    vectors = vectors or _random_direction(model, params, seed)
     _, grads, hv = model.hvp(params, vectors, **inputs)
     floor = ROUNDOFF * max(1.0, max(float(np.max(np.abs(g), initial=0)) for g in grads.values())) / eps
 
@@ -72,7 +72,7 @@ def check_jvp(model: Model, params: dict, inputs: dict, reference: Callable, tan
               eps: float = 1e-6, tol: float = 1e-6, seed: int = 0) -> list[GradCheck]:
     """The tangent of every output against central differences of `reference(params, inputs)`, a
     forward giving {output: array} (the eager oracle's, independent of the generated code)."""
-    tangents = tangents or _directions(model, params, seed)
+    tangents = tangents or _random_direction(model, params, seed)
     names = set(model.inputs_spec)
     used = {k: v for k, v in inputs.items() if k in names}
     outputs, dots = model.jvp(params, tangents, **used)

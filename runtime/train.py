@@ -171,8 +171,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
     binding = bind(model, data)
     keep_freed_memory()  # each step reuses the last step's freed arrays (see allocator.py)
     dtype = model.dtype
-    splits = {k: {d: (a[d].astype(dtype) if a[d].dtype.kind == "f" else a[d]) for _, d in binding.inputs}
-              for k, a in (("train", data.train), ("val", data.val), ("test", data.test)) if a}
+    splits = _splits(binding, data, dtype)
     n = len(data.train[data.target])
     steps_per_epoch = -(-n // config.batch_size)
     optimizer = make_optimizer(config.optimizer, momentum_=config.momentum,
@@ -188,12 +187,9 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
         model, config, optimizer, rng, ckpt_path, metrics_path, log)
 
     def meta(epoch_start_state, epoch_, batch_):
-        return {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
-                "dtype": np.dtype(dtype).name, "epoch": epoch_, "batch": batch_, "step": step,
-                "rng_state": epoch_start_state, "config": asdict(config), "data": data.name,
-                "optimizer": {"name": optimizer.name, **optimizer.hyper}, "history": history,
-                "preprocess": preprocess_of(binding, data), "task": binding.kind,
-                "target": binding.target}
+        return {**_run_meta(model, config, data, binding), "epoch": epoch_, "batch": batch_,
+                "step": step, "rng_state": epoch_start_state, "history": history,
+                "optimizer": {"name": optimizer.name, **optimizer.hyper}}
 
     bar = _progress(total=config.epochs * steps_per_epoch, initial=step, enabled=config.progress)
     started = time.perf_counter()
@@ -252,9 +248,7 @@ def train_full_batch(model: Model, data: Dataset, config: TrainConfig, log=print
     the whole training split, at most `config.epochs` iterations; one metrics line per iteration."""
     binding = bind(model, data)
     keep_freed_memory()
-    splits = {k: {d: (a[d].astype(model.dtype) if a[d].dtype.kind == "f" else a[d])
-                  for _, d in binding.inputs}
-              for k, a in (("train", data.train), ("val", data.val), ("test", data.test)) if a}
+    splits = _splits(binding, data, model.dtype)
     os.makedirs(config.out, exist_ok=True)
     ckpt_path = os.path.join(config.out, "checkpoint.npz")
     metrics_path = os.path.join(config.out, "metrics.jsonl")
@@ -280,14 +274,11 @@ def train_full_batch(model: Model, data: Dataset, config: TrainConfig, log=print
 
     result = minimize(model, params, inputs, config.optimizer, maxiter=config.epochs - done,
                       callback=after_iteration)
-    meta = {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
-            "dtype": np.dtype(model.dtype).name, "epoch": done + result.iterations, "batch": 0,
-            "step": done + result.iterations,
+    meta = {**_run_meta(model, config, data, binding), "epoch": done + result.iterations, "batch": 0,
+            "step": done + result.iterations, "history": history,
             "rng_state": np.random.default_rng(config.seed).bit_generator.state,
-            "config": asdict(config), "data": data.name,
             "optimizer": {"name": config.optimizer, "converged": result.converged,
-                          "message": result.message}, "history": history,
-            "preprocess": preprocess_of(binding, data), "task": binding.kind, "target": binding.target}
+                          "message": result.message}}
     ckpt.save(ckpt_path, result.params, {}, meta)
     log(f"{config.optimizer}: {result.iterations} iterations, {result.evaluations} gradients, "
         f"{result.hvps} Hessian-vector products; {result.message}")
@@ -296,6 +287,19 @@ def train_full_batch(model: Model, data: Dataset, config: TrainConfig, log=print
         from .plot import plot_history
         plot_history(history, os.path.join(config.out, "curves.png"), title=data.name)
     return out
+
+
+def _splits(binding: Binding, data: Dataset, dtype) -> dict:
+    """Every split's arrays by data name, floats in the module's dtype."""
+    return {k: {d: (a[d].astype(dtype) if a[d].dtype.kind == "f" else a[d]) for _, d in binding.inputs}
+            for k, a in (("train", data.train), ("val", data.val), ("test", data.test)) if a}
+
+
+def _run_meta(model, config: TrainConfig, data: Dataset, binding: Binding) -> dict:
+    """What every checkpoint records about the run, whichever way it trains."""
+    return {"model_sha256": model.sha256, "compiler_version": model.module.SYMGRAD_VERSION,
+            "dtype": np.dtype(model.dtype).name, "config": asdict(config), "data": data.name,
+            "preprocess": preprocess_of(binding, data), "task": binding.kind, "target": binding.target}
 
 
 def preprocess_of(binding: Binding, data: Dataset) -> dict:
