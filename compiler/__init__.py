@@ -13,6 +13,7 @@ from .ad import backward
 from .canonical import canonicalize
 from .dag import substitute_until_fixed
 from .emit import render_module
+from .emit.backends import BACKENDS
 from .errors import CompileError, ModelError
 from .derivatives import FUNCTIONS
 from .lower import lower
@@ -44,9 +45,13 @@ class Compiled:
 
 
 def compile_model(path: str, dtype: str = "float64", *, source: str | None = None,
-                  display_path: str | None = None, functions=()) -> Compiled:
+                  display_path: str | None = None, functions=(), backend: str = "numpy") -> Compiled:
     """Run every stage on one model file; the chain of stages reads top to bottom. `functions`
-    adds any of hvp, jvp, input_grad, hessian to forward, loss and loss_and_grad."""
+    adds any of hvp, jvp, input_grad, hessian to forward, loss and loss_and_grad; `backend` is the
+    array library the module calls (numpy, cupy, torch, jax)."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}", fix=f"use one of {', '.join(BACKENDS)}")
+    library = BACKENDS[backend]
     if dtype not in DTYPES:
         raise ModelError(f"unsupported dtype {dtype!r}", fix=f"use one of {', '.join(DTYPES)}")
     unknown = sorted(set(functions) - set(FUNCTIONS))
@@ -97,7 +102,8 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
 
     t = time.perf_counter()
     shown = display_path or _display_path(path)
-    text = render_module(graph, schedules, dtype, __version__, shown, hessian="hessian" in functions)
+    text = render_module(graph, schedules, dtype, __version__, shown, hessian="hessian" in functions,
+                         backend=library)
     timings["emit"] = time.perf_counter() - t
     return Compiled(text, graph, grads, schedules, timings, dtype, shown)
 

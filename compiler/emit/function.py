@@ -17,6 +17,7 @@ from ..shapes import Shape, fmt
 from . import prologue
 from .inplace import Action, Plan, matmul_operands, plan
 from .naming import value_names
+from .backends import NUMPY, Backend
 from .printer import Printer
 
 
@@ -45,16 +46,16 @@ def line_ref(graph: Graph, line: int) -> str:
 
 
 def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, standalone: bool = False,
-                  workspace: bool = False, check=None, direction: str | None = None
-                  ) -> tuple[FunctionCode, set]:
+                  workspace: bool = False, check=None, direction: str | None = None,
+                  backend: Backend = NUMPY) -> tuple[FunctionCode, set]:
     """One generated function. `standalone` code reads symbolic sizes off its inputs instead of
     calling the module's check function `check` ((prologue.Check, training flag); by default one
     of its own). A `workspace` function may write its large products into arrays the caller keeps
     from call to call (see Workspace): it takes `workspace=` only when its plan writes into one."""
     names, namer = value_names(graph, sched)
-    printer = Printer(names, graph.shapes)
+    printer = Printer(names, graph.shapes, backend)
     arrays = prologue.arrays_of(graph, sched)
-    decisions = plan(sched, graph, printer, workspace)
+    decisions = plan(sched, graph, printer, workspace and backend.workspace)
     writer = Writer(graph, sched, printer, names, dtype, decisions,
                     namer.fresh("buffer") if decisions.uses_workspace else None)
     body = writer.statements()
@@ -65,6 +66,7 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     else:
         check = check or prologue.plan_checks({sched.program.name: arrays})[sched.program.name]
         head = prologue.call_line(sched.program.name, *check, names, arrays)
+    head += device_line(backend, body + [ret], names, arrays)
     if sched.program.directions:   # hvp's vectors, jvp's tangents: one array per parameter
         targets = [names[leaf.symbol] for leaf in sched.program.directions]
         targets[-1] += "," if len(targets) == 1 else ""   # one parameter: unpack the list still
@@ -125,7 +127,8 @@ class Writer:
             return [f"{name} = {text}  # {fmt(leaf.shape)}"]
         if action.kind == "update":  # the operand dies here: update its buffer instead of allocating
             buffer = self.names[action.buffer]
-            return [f"{_update_text(p, buffer, action.op, action.rest)}  # in place: {buffer} is not read again",
+            update = p.backend.translate(_update_text(p, buffer, action.op, action.rest))
+            return [f"{update}  # in place: {buffer} is not read again",
                     f"{name} = {buffer}  # {comment}"]
         if action.kind == "add_into":  # `x @ W + b`: add the rest into the product's new buffer
             product = self.into_buffer(name, action.product) if action.workspace else p.doprint(action.product)
@@ -201,7 +204,7 @@ class Writer:
             return self.names[e]
         text = materialize(self.printer, e, shape, self.graph, self.arguments)
         if text == self.printer.doprint(e) and self.aliases_argument(e):
-            text += ".copy()"
+            text = self.printer.backend.copy(text)
         return text
 
     def aliases_argument(self, e) -> bool:
@@ -282,14 +285,21 @@ def _update_text(printer, buffer: str, op: str, term) -> str:
 def materialize(printer: Printer, expr: sp.Expr, shape: Shape, graph: Graph, arguments=frozenset()) -> str:
     """Print a returned value with exactly its declared shape and dtype, never aliasing a leaf or
     another of the function's `arguments` (a direction's arrays)."""
-    text = printer.doprint(expr)
+    text, backend = printer.doprint(expr), printer.backend
     if not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer}):
-        return f"np.full({fmt(shape)}, {text}, dtype=DTYPE)"
-    if graph.shapes(expr) != tuple(shape):
-        return f"np.broadcast_to({text}, {fmt(shape)}).astype(DTYPE)"
+        return backend.translate(backend.new("full", f"{fmt(shape)}, {text}"))
+    if graph.shapes(expr) != tuple(shape):   # a broadcast view made an array of its own
+        return backend.translate(backend.own(f"np.broadcast_to({text}, {fmt(shape)})"))
     if expr in {leaf.symbol for leaf in graph.leaves.values()} or expr in arguments:
-        return f"{text}.copy()"
+        return backend.copy(text)
     return text
+
+
+def device_line(backend: Backend, lines: list[str], names: dict, arrays) -> list[str]:
+    """`device = W.device` when the code makes new arrays on the device its arrays live on."""
+    if not backend.device or not arrays.loads or not any("device=device" in line for line in lines):
+        return []
+    return [f"device = {names[arrays.loads[0].symbol]}.device"]
 
 
 SECTION_TITLES = {0: "forward", 1: "backward", 2: "tangents", 3: "backward of the tangents"}

@@ -64,7 +64,9 @@ def matmul_operands(expr, printer) -> tuple[str, str] | None:
 
 
 def plan(sched, graph, printer, workspace: bool) -> Plan:
-    """Walk the schedule once, deciding each statement's action (see the module's docstring)."""
+    """Walk the schedule once, deciding each statement's action (see the module's docstring). A
+    backend whose arrays are immutable (JAX) gets no in-place updates: every value its own."""
+    in_place = printer.backend.mutable
     shapes = graph.shapes
     program = sched.program
     operands = set()
@@ -89,9 +91,9 @@ def plan(sched, graph, printer, workspace: bool) -> Plan:
         if st.target in returned:
             leaf = returned[st.target]
             action = Action("returned", leaf=leaf, workspace=into_workspace(st.expr, leaf.shape))
-        elif (reuse := _reusable(st, step, owned, shapes)) is not None:
+        elif in_place and (reuse := _reusable(st, step, owned, shapes)) is not None:
             action = Action("update", buffer=reuse[0], op=reuse[1], rest=reuse[2])
-        elif (product := _fresh_term(st.expr, target_shape, shapes, printer)) is not None:
+        elif in_place and (product := _fresh_term(st.expr, target_shape, shapes, printer)) is not None:
             rest = st.expr - product
             op, rest = ("-", -rest) if rest.could_extract_minus_sign() else ("+", rest)
             action = Action("add_into", op=op, rest=rest, product=product,

@@ -10,6 +10,7 @@ from ..optimize import count_ops
 from ..schedule import Schedule, peak_bytes
 from ..shapes import numel
 from . import prologue
+from .backends import NUMPY, Backend
 from .function import emit_function, line_ref, shape_literal
 from .hessian import emit_hessian
 from .naming import value_names
@@ -34,8 +35,11 @@ DIRECTIONS = {"hvp": "vectors", "jvp": "tangents"}   # the name of each function
 HESSIAN_LIMIT = 4096   # parameters: above it hessian() refuses unless called with a larger `limit`
 
 
-def _helpers(helpers) -> list[str]:
-    return [h.helper.rstrip("\n") for h in sorted(helpers, key=lambda h: h.__name__)]
+def _helpers(helpers, backend: Backend = NUMPY) -> list[str]:
+    """Each helper's source: the op's own for this backend (`helper_torch`), else its NumPy one
+    in the backend's names."""
+    return [backend.translate(getattr(h, f"helper_{backend.name}", None) or h.helper).rstrip("\n")
+            for h in sorted(helpers, key=lambda h: h.__name__)]
 
 
 def render_snippet(graph: Graph, sched: Schedule, *, title: str, summary: str, dtype: str,
@@ -59,7 +63,7 @@ def header_numbers(graph: Graph, lag: Schedule, dtype: str) -> dict:
 
 
 def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, version: str,
-                  model_path: str, hessian: bool = False) -> str:
+                  model_path: str, hessian: bool = False, backend: Backend = NUMPY) -> str:
     """The module: every function in `schedules` (forward, loss, loss_and_grad, then any of hvp,
     jvp, input_grad), and with `hessian` the dense Hessian built column by column from hvp."""
     names = tuple(schedules)
@@ -68,18 +72,18 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
     leaf_names, _ = value_names(graph, schedules["loss_and_grad"])  # leaves: the same in every function
     check_sources = []
     for check, _ in checks.values():
-        source = "\n".join(prologue.check_function(check, leaf_names))
+        source = "\n".join(prologue.check_function(check, leaf_names, backend))
         if source not in check_sources:
             check_sources.append(source)
     functions, helpers = [], set()
     for name in names:
         fn, used = emit_function(graph, schedules[name], SUMMARIES[name], dtype,
                                  workspace=name == "loss_and_grad", check=checks[name],
-                                 direction=DIRECTIONS.get(name))
+                                 direction=DIRECTIONS.get(name), backend=backend)
         functions.append(fn)
         helpers |= used
     if hessian:
-        fn, used = emit_hessian(graph, schedules["hvp"], dtype, checks["hvp"], HESSIAN_LIMIT)
+        fn, used = emit_hessian(graph, schedules["hvp"], dtype, checks["hvp"], HESSIAN_LIMIT, backend)
         functions.append(fn)
         helpers |= used
     inputs = [{"name": leaf.name, "shape": shape_literal(leaf.shape),
@@ -97,7 +101,7 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
         ops=header_numbers(graph, schedules["loss_and_grad"], dtype), notes=notes, params=params,
         states=states, inputs=inputs, outputs=outputs,
         outputs_doc="{" + ", ".join(f"{k!r}: array" for k in graph.outputs) + "}",
-        helpers=_helpers(helpers), checks=check_sources, functions=functions,
+        helpers=_helpers(helpers, backend), checks=check_sources, backend=backend, functions=functions,
         workspace=any(fn.workspace for fn in functions), hessian=hessian,
         directions=any(fn.direction for fn in functions), hessian_limit=HESSIAN_LIMIT,
         n_params=sum(numel(leaf.shape, {}) for leaf in graph.params))

@@ -1,7 +1,9 @@
 """The NumPy printer: SymPy's, with `np.` names, symgrad's symbol names, and each Op printing itself.
 
 Ops carry a `_numpycode(printer)` method next to their other rules (see compiler/ops/); this class
-only adds what every expression needs: names, shapes, and plain forms of powers.
+only adds what every expression needs: names, shapes, and plain forms of powers. With another
+backend (backends.py) an op's own form for it (`_torchcode`, ...) comes first, and the finished
+text is read in that library's names.
 """
 from __future__ import annotations
 
@@ -9,15 +11,30 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from .backends import NUMPY, Backend
+
 
 class Printer(NumPyPrinter):
     printmethod = "_numpycode"
 
-    def __init__(self, names: dict, shapes):
+    def __init__(self, names: dict, shapes, backend: Backend = NUMPY):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
         self.names = names
         self.shapes = shapes
+        self.backend = backend
+        self.printmethod = backend.printmethod
         self.helpers: set = set()   # Op classes whose module-level helper the code calls
+
+    def doprint(self, expr, assign_to=None):
+        return self.backend.translate(super().doprint(expr, assign_to))
+
+    def _print(self, expr, **kwargs):
+        """An op without a form of its own for this backend prints its NumPy form (translated by
+        doprint), never SymPy's printer of a function that happens to share its name (`maximum`)."""
+        if (self.printmethod != "_numpycode" and not isinstance(expr, type)
+                and hasattr(expr, "_numpycode") and not hasattr(expr, self.printmethod)):
+            return expr._numpycode(self)
+        return super()._print(expr, **kwargs)
 
     def rank(self, expr) -> int:
         return len(self.shapes(expr))

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, replace
 
 from ..shapes import fmt
+from .backends import NUMPY
 
 EXCEPTIONS = "(KeyError, AttributeError, IndexError, TypeError, ValueError)"
 
@@ -104,7 +105,7 @@ def call_line(fn_name: str, check: Check, training: bool, names: dict, used: Arr
     return wrap("", targets, f" = {call}") if targets else [call]
 
 
-def check_function(check: Check, names: dict) -> list[str]:
+def check_function(check: Check, names: dict, backend=NUMPY) -> list[str]:
     """The source of one check function (module level). Long because it is one straight-line
     sequence of generated lines: loads, the ok-chain, the fallback, the return."""
     args = "where, params, inputs" + (", training" if check.flag else "")
@@ -119,12 +120,13 @@ def check_function(check: Check, names: dict) -> list[str]:
     n_small, n_large = len(check.small.inputs), len(check.large.inputs)
     count = str(n_large) if n_small == n_large else f"({n_large} if training else {n_small})"
     lines += _loads(check.base, var, binders, "        ")
-    conds = [f"len(inputs) == {count}"] + _conds(check.base, var, binders)
+    conds = [f"len(inputs) == {count}"] + _conds(check.base, var, binders, backend)
     lines += _chain("        ok = (", conds, "              ")
     if check.extra:
         lines.append("        if training:")
         lines += _loads(check.extra, var, binders, "            ")
-        lines += _chain("            ok = (ok and ", _conds(check.extra, var, binders), "                  ")
+        lines += _chain("            ok = (ok and ", _conds(check.extra, var, binders, backend),
+                        "                  ")
         lines.append("        else:")
         lines += [f"            {v} = None" for v in _bound_by(check.extra, var, binders)]
     lines += [f"    except {EXCEPTIONS}:", "        ok = False", "    if not ok:"]
@@ -171,15 +173,14 @@ def _bound_by(loads, var, binders) -> list[str]:
     return [var[leaf] for leaf in loads] + [d for d, (leaf, _) in binders.items() if leaf in loads]
 
 
-def _conds(loads, var, binders) -> list[str]:
+def _conds(loads, var, binders, backend) -> list[str]:
     conds = [f"{d} > 0" for d, (leaf, _) in binders.items() if leaf in loads]  # B = 0: _validate says why
     for leaf in loads:
         v = var[leaf]
         conds.append(f"{v}.shape == {fmt(leaf.shape)}")
         if leaf.kind in ("labels", "seed"):
-            conds.append(f"{v}.dtype == np.int64")
-            if leaf.kind == "labels":
-                conds.append(f"{v}.view(np.uint64).max() < {leaf.classes}")
+            conds += [backend.translate(c) for c in backend.integer_conds(
+                v, leaf.classes if leaf.kind == "labels" else None)]
         else:
             conds.append(f"{v}.dtype == DTYPE")
     return conds

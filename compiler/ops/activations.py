@@ -153,6 +153,10 @@ class softplus(Elementwise):
     def _numpycode(self, p):
         return f"np.logaddexp(0, {p._print(self.args[0])})"
 
+    def _torchcode(self, p):
+        x = p._print(self.args[0])
+        return f"torch.logaddexp(torch.zeros_like({x}), {x})"
+
 
 @register
 class relu(Elementwise):

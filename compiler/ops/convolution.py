@@ -127,6 +127,7 @@ class conv2d_input_grad(Op):
               "    n, h, width = taps.shape[:3]\n"
               "    flipped = w[::-1, ::-1].transpose(0, 1, 3, 2).reshape(kh * kw * c_out, c_in)\n"
               "    return (taps.reshape(n, h * width, kh * kw * c_out) @ flipped).reshape(n, h, width, c_in)\n")
+    helper_torch = helper.replace("w[::-1, ::-1].transpose(0, 1, 3, 2)", "w.flip((0, 1)).permute(0, 1, 3, 2)")
 
     @classmethod
     def shape_of(cls, node, arg_shapes):

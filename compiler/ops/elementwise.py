@@ -142,7 +142,7 @@ class maximum(Elementwise):
         return np.maximum(a, b)
 
     def _numpycode(self, p):
-        return f"np.maximum({p._print(self.args[0])}, {p._print(self.args[1])})"
+        return f"np.maximum({_number_last(p, self.args)})"
 
 
 @register
@@ -161,7 +161,12 @@ class minimum(Elementwise):
         return np.minimum(a, b)
 
     def _numpycode(self, p):
-        return f"np.minimum({p._print(self.args[0])}, {p._print(self.args[1])})"
+        return f"np.minimum({_number_last(p, self.args)})"
+
+
+def _number_last(p, args) -> str:
+    """The operands, a number second (torch clamps a tensor by a number, not a number by a tensor)."""
+    return ", ".join(p._print(a) for a in sorted(args[:2], key=lambda a: bool(a.is_Number)))
 
 
 @register
@@ -217,7 +222,7 @@ class select(Elementwise):
         if len(self.args) == 3 and not self.args[2].is_Number and self.args[1] == 0:
             return f"{arg(p, self.args[2], PRECEDENCE['Mul'], False)}*({x} <= 0)"
         if self.args[1].is_Number and self.args[2].is_Number:
-            a = f"DTYPE({a})"  # two Python numbers would make an int64 or float64 array
+            a = p.backend.scalar(a)  # two Python numbers would make an int64 or float64 array
         return f"np.where({x} {'>=' if self.inclusive() else '>'} 0, {a}, {b})"
 
     def in_place(self):
@@ -306,7 +311,7 @@ class equal(Elementwise):
         return (a == b).astype(np.float64)
 
     def _numpycode(self, p):
-        return f"({p._print(self.args[0])} == {p._print(self.args[1])}).astype(DTYPE)"
+        return p.backend.cast(f"({p._print(self.args[0])} == {p._print(self.args[1])})")
 
 
 @register

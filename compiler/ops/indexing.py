@@ -121,6 +121,35 @@ def index_text(p, entries, shape) -> str:
     return ", ".join(items) or "..."
 
 
+def ascending(entries) -> tuple[tuple, list[int]]:
+    """The same positions with every step positive, and the result axes then to flip (torch
+    slices step forward only): range(7, 0, -3) keeps 7, 4, 1, which is range(1, 8, 3) reversed."""
+    out, flips, axis = [], [], 0
+    for e in entries:
+        if isinstance(e, tuple):
+            start, stop, step = (int(v) if getattr(v, "is_Integer", False) else v for v in e)
+            if isinstance(step, int) and step < 0:
+                n = len(range(start, stop, step))
+                e = tuple(sp.Integer(v) for v in (start + step * (n - 1), start + 1, -step))
+                flips.append(axis)
+            axis += 1
+        out.append(e)
+    return tuple(out), flips
+
+
+def slices_text(p, entries, shape) -> str:
+    """An index as a tuple a function can take: `(slice(None), 1, slice(0, 6, 2))`."""
+    items = []
+    for e, d in zip(entries, shape):
+        if not isinstance(e, tuple):
+            items.append(p._print(e))
+            continue
+        start, stop, step = (int(v) if v.is_Integer else expr_dim(v) for v in e)
+        full = start == 0 and stop == d and step == 1
+        items.append("slice(None)" if full else f"slice({start}, {stop}, {step})")
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
 def _positions(entries, shape):
     """For each operand axis, the operand positions the result's positions come from."""
     return [np.arange(*e) if isinstance(e, tuple) else e for e, _ in zip(entries, shape)]
@@ -152,6 +181,11 @@ class index(Op):
     def _numpycode(self, p):
         return f"{arg(p, self.args[0])}[{index_text(p, _entries(self), p.shapes(self.args[0]))}]"
 
+    def _torchcode(self, p):
+        entries, flips = ascending(_entries(self))
+        text = f"{arg(p, self.args[0])}[{index_text(p, entries, p.shapes(self.args[0]))}]"
+        return f"{text}.flip({tuple(flips)})" if flips else text
+
 
 @register
 class unindex(Op):
@@ -163,6 +197,10 @@ class unindex(Op):
               "    out = np.zeros(shape, dtype=DTYPE)\n"
               "    out[index] = g\n"
               "    return out\n")
+    helper_torch = helper.replace("dtype=DTYPE)", "dtype=DTYPE, device=g.device)")
+    helper_jax = ("def _unindex(g, shape, index):\n"
+                  "    \"\"\"Adjoint of x[index]: g placed into zeros of x's shape.\"\"\"\n"
+                  "    return np.zeros(shape, dtype=DTYPE).at[index].set(g)\n")
     check = Check({"a": ((3,), (-1, 1)), "b": ((2, 2), (-1, 1))},
                   "sum(tanh(apply(P.unindex, a, ((0, 3, 1), 1), (3, 4))))"
                   " + sum(sigmoid(apply(P.unindex, b, (1, (3, -1, -2), (0, 2, 1)), (2, 4, 3))))")
@@ -191,6 +229,14 @@ class unindex(Op):
         shape = p.shapes(self)
         dims = ", ".join(p._print(dim_expr(d)) for d in shape) + ("," if len(shape) == 1 else "")
         return f"_unindex({p._print(self.args[0])}, ({dims}), np.s_[{index_text(p, _entries(self), shape)}])"
+
+    def _torchcode(self, p):
+        p.helpers.add(type(self))
+        shape = p.shapes(self)
+        dims = ", ".join(p._print(dim_expr(d)) for d in shape) + ("," if len(shape) == 1 else "")
+        entries, flips = ascending(_entries(self))
+        g = p._print(self.args[0]) + (f".flip({tuple(flips)})" if flips else "")
+        return f"_unindex({g}, ({dims}), {slices_text(p, entries, shape)})"
 
 
 @register

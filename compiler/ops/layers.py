@@ -23,6 +23,21 @@ class windows(Op):
               "    span = dilation * (k - 1) + 1\n"
               "    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=1)\n"
               "    return view[:, ::stride, :, ::dilation].transpose(0, 1, 3, 2)\n")
+    helper_torch = (
+        "def _windows(x, k, stride, padding, dilation):\n"
+        "    \"\"\"(N, L, C) -> (N, L_out, k, C): the taps each output position reads (a view).\"\"\"\n"
+        "    if padding:\n"
+        "        x = torch.nn.functional.pad(x, (0, 0, padding, padding))\n"
+        "    span = dilation * (k - 1) + 1\n"
+        "    return x.unfold(1, span, stride)[..., ::dilation].transpose(2, 3)\n")
+    helper_jax = (
+        "def _windows(x, k, stride, padding, dilation):\n"
+        "    \"\"\"(N, L, C) -> (N, L_out, k, C): the taps each output position reads, tap by tap.\"\"\"\n"
+        "    if padding:\n"
+        "        x = np.pad(x, ((0, 0), (padding, padding), (0, 0)))\n"
+        "    l_out = (x.shape[1] - dilation * (k - 1) - 1) // stride + 1\n"
+        "    return np.stack([x[:, j * dilation:j * dilation + stride * (l_out - 1) + 1:stride]\n"
+        "                     for j in range(k)], axis=2)\n")
     check = Check({"a": ((2, 7, 3), (-1, 1))},
                   "sum(tanh(apply(P.windows, a, 3, 2, 1, 1)) * apply(P.windows, a, 3, 2, 1, 1))")
 
@@ -72,6 +87,10 @@ class unwindows(Op):
               "        start = j * dilation\n"
               "        out[:, start:start + stride * (l_out - 1) + 1:stride, :] += g[:, :, j, :]\n"
               "    return out[:, padding:padding + length, :]\n")
+    helper_torch = helper.replace("dtype=g.dtype)", "dtype=g.dtype, device=g.device)")
+    helper_jax = helper.replace(
+        "        out[:, start:start + stride * (l_out - 1) + 1:stride, :] += g[:, :, j, :]\n",
+        "        out = out.at[:, start:start + stride * (l_out - 1) + 1:stride, :].add(g[:, :, j, :])\n")
     check = Check({"a": ((2, 4, 3, 2), (-1, 1))},
                   "sum(tanh(apply(P.unwindows, a, 8, 3, 2, 1, 1)))")
 
@@ -127,6 +146,25 @@ class windows2d(Op):
               "    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)\n"
               "    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(1, 2))\n"
               "    return view[:, ::sh, ::sw, :, ::dh, ::dw].transpose(0, 1, 2, 4, 5, 3)\n")
+    helper_torch = (
+        "def _windows2d(x, kernel, stride, padding, dilation):\n"
+        "    \"\"\"(N, H, W, C) -> (N, H_out, W_out, kh, kw, C): the taps each output pixel reads (a view).\"\"\"\n"
+        "    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation\n"
+        "    if ph or pw:\n"
+        "        x = torch.nn.functional.pad(x, (0, 0, pw, pw, ph, ph))\n"
+        "    view = x.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)\n"
+        "    return view[..., ::dh, ::dw].permute(0, 1, 2, 4, 5, 3)\n")
+    helper_jax = (
+        "def _windows2d(x, kernel, stride, padding, dilation):\n"
+        "    \"\"\"(N, H, W, C) -> (N, H_out, W_out, kh, kw, C): the taps each output pixel reads, tap by tap.\"\"\"\n"
+        "    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation\n"
+        "    if ph or pw:\n"
+        "        x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))\n"
+        "    h_out = (x.shape[1] - dh * (kh - 1) - 1) // sh + 1\n"
+        "    w_out = (x.shape[2] - dw * (kw - 1) - 1) // sw + 1\n"
+        "    rows = [x[:, i * dh:i * dh + sh * (h_out - 1) + 1:sh] for i in range(kh)]\n"
+        "    return np.stack([np.stack([r[:, :, j * dw:j * dw + sw * (w_out - 1) + 1:sw] for j in range(kw)],\n"
+        "                              axis=3) for r in rows], axis=3)\n")
     check = Check({"a": ((2, 5, 6, 2), (-1, 1))},
                   "sum(tanh(apply(P.windows2d, a, (2, 3), (2, 1), (0, 0), (1, 2))) * "
                   "apply(P.windows2d, a, (2, 3), (2, 1), (0, 0), (1, 2)))")
@@ -188,6 +226,16 @@ class unwindows2d(Op):
               "            cols = slice(j * dw, j * dw + sw * (w_out - 1) + 1, sw)\n"
               "            out[:, rows, cols, :] += g[:, :, :, i, j, :]\n"
               "    return out[:, ph:ph + height, pw:pw + width, :]\n")
+    helper_torch = (helper
+                    .replace("np.may_share_memory(out, g)", "out.data_ptr() == g.data_ptr()")
+                    .replace(".transpose(0, 1, 3, 2, 4, 5)", ".permute(0, 1, 3, 2, 4, 5)")
+                    .replace("np.pad(out, rest)", "torch.nn.functional.pad(out, (0, 0) + rest[2] + rest[1])")
+                    .replace("out.copy()", "out.clone()")
+                    .replace("dtype=g.dtype)", "dtype=g.dtype, device=g.device)"))
+    helper_jax = (helper
+                  .replace("        out = out.copy() if np.may_share_memory(out, g) else out  # a fresh array, as promised\n", "")
+                  .replace("            out[:, rows, cols, :] += g[:, :, :, i, j, :]\n",
+                           "            out = out.at[:, rows, cols, :].add(g[:, :, :, i, j, :])\n"))
     check = Check({"a": ((2, 3, 2, 2, 3, 2), (-1, 1))},
                   "sum(tanh(apply(P.unwindows2d, a, (5, 6), (2, 3), (2, 1), (1, 0), (1, 2))))")
 
@@ -230,6 +278,19 @@ class keep_mask(Op):
               "    \"\"\"Dropout mask: 0 with probability p, else 1/(1 - p); reproducible per (seed, stream).\"\"\"\n"
               "    keep = np.random.default_rng([int(seed), stream]).random(shape) >= p\n"
               "    return keep.astype(DTYPE) / (1 - p)\n")
+    # other libraries draw with their own generators: the same p and per-(seed, stream) reproducibility,
+    # other masks than NumPy's
+    helper_torch = (
+        "def _keep_mask(seed, stream, shape, p, *, device):\n"
+        "    \"\"\"Dropout mask: 0 with probability p, else 1/(1 - p); reproducible per (seed, stream).\"\"\"\n"
+        "    generator = torch.Generator(device).manual_seed(int(seed) * 1000003 + stream)\n"
+        "    keep = torch.rand(shape, generator=generator, dtype=DTYPE, device=device) >= p\n"
+        "    return keep.to(DTYPE) / (1 - p)\n")
+    helper_jax = (
+        "def _keep_mask(seed, stream, shape, p):\n"
+        "    \"\"\"Dropout mask: 0 with probability p, else 1/(1 - p); reproducible per (seed, stream).\"\"\"\n"
+        "    key = jax.random.fold_in(jax.random.key(seed.reshape(())), stream)\n"
+        "    return jax.random.bernoulli(key, 1 - p, shape).astype(DTYPE) / (1 - p)\n")
 
     @classmethod
     def shape_of(cls, node, arg_shapes):
@@ -247,6 +308,8 @@ class keep_mask(Op):
     def _numpycode(self, p):
         p.helpers.add(type(self))
         seed, x = (p._print(a) for a in self.args[:2])
-        return f"_keep_mask({seed}, {int(self.args[3])}, {arg(p, self.args[1])}.shape, {p._print(self.args[2])})"
+        device = ", device=device" if p.backend.device else ""
+        return (f"_keep_mask({seed}, {int(self.args[3])}, {arg(p, self.args[1])}.shape, "
+                f"{p._print(self.args[2])}{device})")
 
 

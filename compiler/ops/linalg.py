@@ -111,6 +111,10 @@ class contract_leading(Op):
         axes = list(range(p.rank(self.args[0]) - 1))
         return f"np.tensordot({p._print(self.args[0])}, {p._print(self.args[1])}, axes=({axes}, {axes}))"
 
+    def _torchcode(self, p):
+        axes = list(range(p.rank(self.args[0]) - 1))
+        return f"torch.tensordot({p._print(self.args[0])}, {p._print(self.args[1])}, dims=({axes}, {axes}))"
+
     @staticmethod
     def flops(node, shapes, count):
         return 2 * count(shapes(node.args[0])) * shapes(node.args[1])[-1]
@@ -175,6 +179,13 @@ class transpose(Op):
     def _numpycode(self, p):
         return f"{arg(p, self.args[0])}.T"
 
+    def _torchcode(self, p):
+        """torch's .T is for matrices only: other ranks reverse their axes with permute."""
+        rank = p.rank(self.args[0])
+        if rank == 2:
+            return f"{arg(p, self.args[0])}.T"
+        return f"{arg(p, self.args[0])}.permute({', '.join(str(i) for i in reversed(range(rank)))})"
+
     def _mathtext(self, p):
         return p.parenthesize(self.args[0], 1000, strict=True) + "ᵀ"
 
@@ -217,6 +228,9 @@ class permute(Op):
     def _numpycode(self, p):
         return f"{arg(p, self.args[0])}.transpose({', '.join(str(i) for i in axes_of(self))})"
 
+    def _torchcode(self, p):
+        return f"{arg(p, self.args[0])}.permute({', '.join(str(i) for i in axes_of(self))})"
+
 
 def axes_of_arg(axes) -> tuple[int, ...]:
     return tuple(int(a) for a in axes)
@@ -243,6 +257,6 @@ class ones(Op):
         return np.ones(n)
 
     def _numpycode(self, p):
-        return f"np.ones({p._print(self.args[0])}, dtype=DTYPE)"
+        return p.backend.new("ones", p._print(self.args[0]))
 
 

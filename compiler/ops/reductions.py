@@ -117,6 +117,20 @@ class reduce_max(Op):
             return f"_max_over_taps({x}, {axes})"
         return f"{x}.max({axis_kw(axes)}{', keepdims=True' if keep else ''})"
 
+    def _jaxcode(self, p):
+        """XLA reduces small windows well: no helper, one reduction."""
+        return self._reduction(p, "max")
+
+    def _torchcode(self, p):
+        """torch's max(axis) also returns the indices: amax is the reduction alone."""
+        return self._reduction(p, "amax")
+
+    def _reduction(self, p, method: str) -> str:
+        x, axes, keep = arg(p, self.args[0]), axes_of(self), bool(self.args[2])
+        if not keep and len(axes) == p.rank(self.args[0]):
+            return f"{x}.{method}()"
+        return f"{x}.{method}({axis_kw(axes)}{', keepdims=True' if keep else ''})"
+
     def _mathtext(self, p):
         return f"max({p._print(self.args[0])})"
 
@@ -216,7 +230,7 @@ class broadcast_to(Op):
         dims = tuple(p._print(d) for d in self.args[1])
         text = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
         if self.args[0].is_Number:  # a constant cotangent: a real array in the module's dtype
-            return f"np.full({text}, {p._print(self.args[0])}, dtype=DTYPE)"
+            return p.backend.new("full", f"{text}, {p._print(self.args[0])}")
         return f"np.broadcast_to({p._print(self.args[0])}, {text})"
 
 

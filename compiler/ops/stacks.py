@@ -124,7 +124,7 @@ class einsum(Op):
         la, lb, lo = (letters_of(self, i) for i in (2, 3, 4))
         swaps = as_matmul(la, lb, lo)
         if swaps is None:
-            return f'np.einsum("{spec_text(la, lb, lo)}", {p._print(a)}, {p._print(b)}, optimize=True)'
+            return f'np.einsum("{spec_text(la, lb, lo)}", {p._print(a)}, {p._print(b)}{p.backend.einsum_options})'
         level = PRECEDENCE["Mul"]
         left, right = (_swapped(p, x, swap, len(la), level) for x, swap in zip((a, b), swaps))
         return f"{left} @ {right}"

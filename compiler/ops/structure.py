@@ -63,7 +63,7 @@ class pick(Op):
 
     def _numpycode(self, p):
         z, labels = arg(p, self.args[0]), p._print(self.args[1])
-        return f"{z}[np.arange({p.shapes(self.args[1])[0]}), {labels}]"
+        return f"{z}[{p.backend.arange(p.shapes(self.args[1])[0])}, {labels}]"
 
 
 @register
@@ -82,7 +82,7 @@ class one_hot(Op):
         return (labels[..., None] == np.arange(classes)).astype(np.float64)
 
     def _numpycode(self, p):
-        return f"np.eye({p._print(self.args[1])}, dtype=DTYPE)[{p._print(self.args[0])}]"
+        return f"{p.backend.new('eye', p._print(self.args[1]))}[{p._print(self.args[0])}]"
 
     @staticmethod
     def update(hot, term, p, buffer: str, op: str) -> str | None:
@@ -93,6 +93,6 @@ class one_hot(Op):
             return None
         labels = hot.args[0]
         rows = p.shapes(labels)[0]
-        return f"{buffer}[np.arange({rows}), {p._print(labels)}] {op}= {p._print(c)}"
+        return f"{buffer}[{p.backend.arange(rows)}, {p._print(labels)}] {op}= {p._print(c)}"
 
 

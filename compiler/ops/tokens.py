@@ -61,6 +61,17 @@ class scatter_rows(Op):
               "    slots = (ids.reshape(-1, 1) * dim + np.arange(dim)).ravel()\n"
               "    sums = np.bincount(slots, weights=g.ravel(), minlength=vocab * dim)\n"
               "    return sums.reshape(vocab, dim).astype(DTYPE, copy=False)\n")
+    helper_torch = (
+        "def _scatter_rows(g, ids, vocab):\n"
+        "    \"\"\"zeros (vocab, dim) with g[..., :] added into row ids[...] (repeated ids add up).\"\"\"\n"
+        "    dim = g.shape[-1]\n"
+        "    out = torch.zeros((vocab, dim), dtype=DTYPE, device=g.device)\n"
+        "    return out.index_add_(0, ids.reshape(-1), g.reshape(-1, dim))\n")
+    helper_jax = (
+        "def _scatter_rows(g, ids, vocab):\n"
+        "    \"\"\"zeros (vocab, dim) with g[..., :] added into row ids[...] (repeated ids add up).\"\"\"\n"
+        "    dim = g.shape[-1]\n"
+        "    return np.zeros((vocab, dim), dtype=DTYPE).at[ids.reshape(-1)].add(g.reshape(-1, dim))\n")
     check = Check({"a": ((2, 4, 3), (-1, 1))}, "sum(tanh(apply(P.scatter_rows, a, y, 5)))",
                   labels={"y": ((2, 4), 5)})
 
@@ -114,6 +125,10 @@ class pick_last(Op):
         z, ids = arg(p, self.args[0]), p._print(self.args[1])
         return f"np.take_along_axis({z}, {ids}[..., None], axis=-1)[..., 0]"
 
+    def _torchcode(self, p):
+        z, ids = arg(p, self.args[0]), p._print(self.args[1])
+        return f"torch.take_along_dim({z}, {ids}[..., None], dim=-1)[..., 0]"
+
 
 @register
 class put_last(Op):
@@ -125,6 +140,15 @@ class put_last(Op):
               "    out = np.zeros(ids.shape + (classes,), DTYPE)\n"
               "    np.put_along_axis(out, ids[..., None], g[..., None], axis=-1)\n"
               "    return out\n")
+    helper_torch = (
+        "def _put_last(g, ids, classes):\n"
+        "    \"\"\"zeros ids.shape + (classes,) holding g[...] at index ids[...] of the last axis.\"\"\"\n"
+        "    out = torch.zeros(ids.shape + (classes,), dtype=DTYPE, device=g.device)\n"
+        "    return out.scatter_(-1, ids[..., None], g[..., None])\n")
+    helper_jax = (
+        "def _put_last(g, ids, classes):\n"
+        "    \"\"\"zeros ids.shape + (classes,) holding g[...] at index ids[...] of the last axis.\"\"\"\n"
+        "    return np.where(ids[..., None] == np.arange(classes), g[..., None], 0).astype(DTYPE)\n")
     check = Check({"a": ((2, 3), (-1, 1))}, "sum(tanh(apply(P.put_last, a, y, 4)))",
                   labels={"y": ((2, 3), 4)})
 
@@ -167,7 +191,7 @@ class kept(Op):
         return np.where(ids == pad, 0.0, 1.0)
 
     def _numpycode(self, p):
-        return f"({p._print(self.args[0])} != {p._print(self.args[1])}).astype(DTYPE)"
+        return p.backend.cast(f"({p._print(self.args[0])} != {p._print(self.args[1])})")
 
 
 @register
@@ -188,3 +212,7 @@ class causal_offsets(Op):
     def _numpycode(self, p):
         n = p._print(self.args[0])
         return f"np.subtract.outer(np.arange({n}), np.arange({n}))"
+
+    def _torchcode(self, p):
+        n = p._print(self.args[0])
+        return f"{p.backend.arange(n)}[:, None] - {p.backend.arange(n)}"
