@@ -13,7 +13,7 @@ from .ad import backward
 from .canonical import canonicalize
 from .dag import substitute_until_fixed
 from .emit import render_module
-from .emit.backends import BACKENDS
+from .emit import backends
 from .errors import CompileError, ModelError
 from .derivatives import FUNCTIONS
 from .lower import lower
@@ -23,9 +23,10 @@ from .trace import trace_file, trace_source
 
 __version__ = "0.1.0"
 __all__ = ["compile_file", "compile_source", "compile_model", "Compiled", "ModelError",
-           "CompileError", "FUNCTIONS", "__version__"]
+           "CompileError", "FUNCTIONS", "BACKENDS", "__version__"]
 
 DTYPES = ("float64", "float32")
+BACKENDS = tuple(backends.BACKENDS)   # the array libraries a module can call: numpy first (default)
 
 
 @dataclass
@@ -51,7 +52,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     array library the module calls (numpy, cupy, torch, jax)."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}", fix=f"use one of {', '.join(BACKENDS)}")
-    library = BACKENDS[backend]
+    library = backends.BACKENDS[backend]
     if dtype not in DTYPES:
         raise ModelError(f"unsupported dtype {dtype!r}", fix=f"use one of {', '.join(DTYPES)}")
     unknown = sorted(set(functions) - set(FUNCTIONS))

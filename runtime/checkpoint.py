@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .devices import to_host
+
 FORMAT = 1
 
 
@@ -27,10 +29,10 @@ class Checkpoint:
 
 
 def save(path: str, params: dict, opt_state: dict, meta: dict) -> None:
-    arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
+    arrays = {f"param/{k}": to_host(v) for k, v in params.items()}   # host arrays, any backend
     for slot, values in opt_state.items():
         if isinstance(values, dict):
-            arrays.update({f"opt/{slot}/{k}": np.asarray(v) for k, v in values.items()})
+            arrays.update({f"opt/{slot}/{k}": to_host(v) for k, v in values.items()})
     record = {**meta, "format": FORMAT, "opt_t": int(opt_state.get("t", 0))}
     arrays["meta"] = np.array(json.dumps(record, sort_keys=True))
     directory = os.path.dirname(os.path.abspath(path))

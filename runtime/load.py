@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
+from .devices import Device
 from .model import Model
 
 MARKER = "SYMGRAD_VERSION = "
@@ -81,9 +82,9 @@ def check_fresh(module: ModuleType, model_path: str | None = None) -> None:
             f"`symgrad compile {path}`")
 
 
-def compile_cached(model_path: str, dtype: str = "float64", functions=()) -> Path:
-    """Compile into a cache keyed by the model file's SHA-256, the compiler version, dtype and the
-    extra functions (`functions`: any of compiler.FUNCTIONS)."""
+def compile_cached(model_path: str, dtype: str = "float64", functions=(), backend: str = "numpy") -> Path:
+    """Compile into a cache keyed by the model file's SHA-256, the compiler version, dtype, the
+    extra functions (`functions`: any of compiler.FUNCTIONS) and the backend."""
     import compiler  # the public API only: runtime never reaches into the compiler's stages
 
     with open(model_path, "rb") as f:
@@ -95,10 +96,10 @@ def compile_cached(model_path: str, dtype: str = "float64", functions=()) -> Pat
                          f"{', '.join(compiler.FUNCTIONS)}")
     chosen = [name for name in compiler.FUNCTIONS if name in set(functions)]
     key = f"{digest[:16]}-{compiler.__version__}-{compiler.fingerprint()}-{dtype}"
-    key += "".join(f"-{name}" for name in chosen)
+    key += "".join(f"-{name}" for name in chosen) + ("" if backend == "numpy" else f"-{backend}")
     target = cache_dir() / f"{stem}-{key}.py"
     if not target.exists():
-        source = compiler.compile_model(model_path, dtype, functions=chosen).source
+        source = compiler.compile_model(model_path, dtype, functions=chosen, backend=backend).source
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(source, encoding="utf-8")
@@ -106,24 +107,35 @@ def compile_cached(model_path: str, dtype: str = "float64", functions=()) -> Pat
     return target
 
 
-def load(path_or_module, dtype: str = "float64", functions=()) -> Model:
+def load(path_or_module, dtype: str = "float64", functions=(), backend: str | None = None,
+         device: str | None = None) -> Model:
     """A Model from a generated module (object or file) or from a model file (compiled, cached,
-    with the extra `functions`, e.g. ("hvp", "input_grad"))."""
-    if isinstance(path_or_module, ModuleType):
-        check_fresh(path_or_module)
-        return _with(Model(path_or_module), functions)
-    path = str(path_or_module)
-    if is_generated(path):
-        module = import_path(path)
+    with the extra `functions`, e.g. ("hvp", "input_grad"), for `backend`: numpy (the default),
+    cupy, torch or jax). `device`: "cpu" or "cuda" for torch and jax (default: a GPU if there
+    is one); a generated module keeps the backend it was compiled for."""
+    if isinstance(path_or_module, ModuleType) or is_generated(str(path_or_module)):
+        module = path_or_module
+        if not isinstance(module, ModuleType):
+            module = import_path(str(path_or_module))
         check_fresh(module)
-        return _with(Model(module), functions)
-    module = import_path(compile_cached(path, dtype, functions))
-    check_fresh(module, path)
-    return Model(module)
+        model = _with(module, functions, backend)
+    else:
+        path = str(path_or_module)
+        module = import_path(compile_cached(path, dtype, functions, backend or "numpy"))
+        check_fresh(module, path)
+        model = Model(module)
+    if device is not None:
+        model.device = Device(model.backend, device)
+    return model
 
 
-def _with(model: Model, functions) -> Model:
-    """A module already generated cannot gain functions: say so instead of failing later."""
+def _with(module: ModuleType, functions, backend: str | None) -> Model:
+    """A module already generated cannot gain functions nor change backend: say so instead of
+    failing later."""
+    model = Model(module)
+    if backend is not None and backend != model.backend:
+        raise ValueError(f"{module.__name__} was generated for the {model.backend} backend; recompile "
+                         f"it with `symgrad compile MODEL --backend {backend}`, or load the model file")
     missing = [name for name in functions if not hasattr(model.module, name)]
     if missing:
         raise ValueError(f"{model.module.__name__} was generated without {', '.join(missing)}; "

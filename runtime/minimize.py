@@ -83,6 +83,7 @@ def minimize(model: Model, params: dict, inputs: dict, method: str = "lbfgs", *,
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    model = model.on_host()   # scipy works on host vectors, whatever the module's backend
     if method in NEEDS_HVP and not hasattr(model.module, "hvp"):
         raise AttributeError(f"{method} needs Hessian-vector products: load the model with "
                              "runtime.load(path, functions=('hvp',)) or compile it with --with hvp")

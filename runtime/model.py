@@ -8,6 +8,8 @@ from types import ModuleType
 
 import numpy as np
 
+from .devices import Device, HostModule
+
 
 def fans(shape: tuple) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight stored as (n_in, ..., n_out), as `x @ W` uses it."""
@@ -38,8 +40,25 @@ def init_array(rule: str, shape: tuple, dtype, rng: np.random.Generator) -> np.n
 
 @dataclass
 class Model:
-    """What the runtime needs from a generated module, and nothing from the compiler."""
+    """What the runtime needs from a generated module, and nothing from the compiler. `device`:
+    where the module's arrays live (its backend's, on the CPU or a GPU)."""
     module: ModuleType
+    device: Device = None
+
+    def __post_init__(self):
+        if self.device is None:
+            self.device = Device(self.backend)
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.module, "BACKEND", "numpy")
+
+    def on_host(self) -> "Model":
+        """The same model taking and returning NumPy arrays whatever its backend (each call moves
+        its arrays to the device and back): for checks and scipy, not for training speed."""
+        if self.backend == "numpy":
+            return self
+        return Model(HostModule(self.module, self.device), Device("numpy"))
 
     @property
     def params_spec(self) -> dict:
@@ -60,8 +79,12 @@ class Model:
         return "seed" in self.inputs_spec
 
     @property
-    def dtype(self):
-        return self.module.DTYPE
+    def dtype(self) -> np.dtype:
+        """The module's float dtype, as NumPy's (host arrays, data and checkpoints are made in it)."""
+        try:
+            return np.dtype(self.module.DTYPE)
+        except TypeError:   # torch.float32
+            return np.dtype(str(self.module.DTYPE).rsplit(".", 1)[-1])
 
     @property
     def sha256(self) -> str:
@@ -125,5 +148,11 @@ class Model:
         until the next step with it."""
         if workspace is not None:
             inputs["workspace"] = workspace
-        out = self.module.loss_and_grad(params, **inputs)
+        if self.backend == "jax":   # the whole step compiled by XLA (retraced once per batch shape)
+            if not hasattr(self, "_jitted"):
+                import jax
+                self._jitted = jax.jit(self.module.loss_and_grad)
+            out = self._jitted(params, **inputs)
+        else:
+            out = self.module.loss_and_grad(params, **inputs)
         return out if len(out) == 3 else (out[0], out[1], {})

@@ -1,12 +1,13 @@
 """Optimizers as pure functions over dicts of arrays: `update(params, grads, state, lr)` returns new
 params and a new state and changes nothing it was given. State is a dict of named slots
-(slot -> {param name -> array}) plus a step count, so a checkpoint stores it as plain arrays."""
+(slot -> {param name -> array}) plus a step count, so a checkpoint stores it as plain arrays. Only
+arithmetic: the arrays may be NumPy's, CuPy's, torch's or JAX's, and stay on their device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
+from .devices import zeros_like
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Optimizer:
     hyper: dict
 
     def init(self, params: dict) -> dict:
-        state = {slot: {k: np.zeros_like(v) for k, v in params.items()} for slot in self.slots}
+        state = {slot: {k: zeros_like(v) for k, v in params.items()} for slot in self.slots}
         state["t"] = 0
         return state
 
@@ -50,7 +51,7 @@ def adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
         for k, p in params.items():
             if weight_decay:
                 p = p - lr * weight_decay * p
-            new[k] = p - lr * (m[k] / c1) / (np.sqrt(v[k] / c2) + eps)
+            new[k] = p - lr * (m[k] / c1) / ((v[k] / c2) ** 0.5 + eps)   # ** 0.5: any array library
         return new, {"m": m, "v": v, "t": t}
     return Optimizer("adamw" if weight_decay else "adam", ("m", "v"), update,
                      {"beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay})

@@ -17,6 +17,7 @@ from .allocator import keep_freed_memory
 from . import checkpoint as ckpt
 from .binding import Binding, bind
 from .data import Dataset
+from .devices import to_host
 from .minimize import METHODS, minimize
 from .model import Model
 from .optim import make as make_optimizer
@@ -70,11 +71,13 @@ def evaluate(model: Model, params: dict, split, y=None, binding: Binding | None 
     n = len(split[names[binding.target]])
     total = scored = count = 0.0
     correct, preds = 0, []
+    device = model.device
     for start in range(0, n, batch):
         inputs = binding.feed(split, slice(start, start + batch), model.dtype)
         yb = inputs.pop(binding.target)
+        inputs = device.put_all(inputs)
         if binding.logits or binding.prediction:
-            out = model.forward(params, **inputs)
+            out = device.host_all(model.forward(params, **inputs))
         if binding.logits:  # the loss is the mean NLL of the target (no regularisation terms)
             nll, k, p = _nll(out[binding.logits], yb, binding.pad)
             total, count = total + nll, count + k
@@ -84,9 +87,10 @@ def evaluate(model: Model, params: dict, split, y=None, binding: Binding | None 
         if binding.prediction:
             scored += float(np.sum((out[binding.prediction].astype(np.float64) - yb) ** 2))
         if model.needs_seed:
-            inputs["seed"] = np.int64(0)
+            inputs["seed"] = device.put(np.int64(0))
         k = len(yb) if binding.pad is None else int(np.sum(yb != binding.pad))
-        total, count = total + float(model.loss(params, **inputs, **{binding.target: yb})) * k, count + k
+        loss = model.loss(params, **inputs, **{binding.target: device.put(yb)})
+        total, count = total + float(loss) * k, count + k
     out = {"loss": total / max(count, 1)}
     if binding.kind == "language":
         out["nll"] = out["loss"]
@@ -109,9 +113,16 @@ def _nll(z, y, pad=None):
 
 def _check_finite(loss, grads, step, epoch, batch, path, order=(), shown=3):
     """Stop on a NaN/inf loss or gradient, naming the step and the parameters (in `order`, the
-    model's PARAMS order) whose gradients are not finite. One sum per gradient in the common case."""
-    bad = [k for k, g in grads.items() if not np.isfinite(np.sum(g)) and not np.all(np.isfinite(g))]
-    if np.isfinite(loss) and not bad:
+    model's PARAMS order) whose gradients are not finite. One sum per gradient and one number read
+    back (from a GPU too) in the common case; arrays of any backend."""
+    total = loss
+    for g in grads.values():
+        total = total + g.sum()
+    if np.isfinite(float(total)):
+        return
+    loss = float(loss)
+    bad = [k for k, g in grads.items() if not np.all(np.isfinite(to_host(g)))]
+    if np.isfinite(loss) and not bad:   # finite terms whose sum overflowed
         return
     rank = {name: i for i, name in enumerate(order)}
     bad.sort(key=lambda k: rank.get(k, len(rank)))
@@ -145,11 +156,12 @@ def _begin(model, config, optimizer, rng, ckpt_path, metrics_path, log):
     """Where training starts: fresh parameters, or the checkpoint's state with --resume.
     Returns (params, opt_state, epoch, batches done in it, step, history)."""
     if not config.resume:
-        params = model.init_params(config.seed)
-        open(metrics_path, "w").close()
+        params = model.device.put_all(model.init_params(config.seed))   # drawn on the host: the
+        open(metrics_path, "w").close()                                  # same on every backend
         return params, optimizer.init({k: params[k] for k in model.params_spec}), 0, 0, 0, []
     state = ckpt.load(ckpt_path, model)
-    params, opt_state, meta = state.params, state.opt_state, state.meta
+    params, opt_state, meta = (model.device.put_all(state.params), model.device.put_all(state.opt_state),
+                               state.meta)
     epoch, batch_done, step = meta["epoch"], meta["batch"], meta["step"]
     _refuse_fewer_epochs(ckpt_path, epoch, batch_done, config.epochs)
     fresh = optimizer.init({k: params[k] for k in model.params_spec})
@@ -206,6 +218,8 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
                 inputs = binding.feed(splits["train"], idx)
                 if model.needs_seed:  # a fresh, reproducible dropout mask for every step
                     inputs["seed"] = np.int64(config.seed * 1_000_003 + step)
+                if stepper is None:
+                    inputs = model.device.put_all(inputs)
                 loss, grads, running = (stepper(params, idx, inputs) if stepper is not None
                                         else model.step(params, workspace=workspace, **inputs))
                 _check_finite(loss, grads, step, epoch, b, ckpt_path, model.params_spec)
@@ -235,7 +249,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
             "continue with --resume")
     finally:
         bar.close()
-    result.params, result.history = params, history
+    result.params, result.history = model.device.host_all(params), history
     result.seconds = time.perf_counter() - started
     if config.plot and history:
         from .plot import plot_history
@@ -246,6 +260,7 @@ def train(model: Model, data: Dataset, config: TrainConfig, log=print, stepper=N
 def train_full_batch(model: Model, data: Dataset, config: TrainConfig, log=print) -> TrainResult:
     """`config.optimizer` one of METHODS (lbfgs, newton-cg, trust-ncg): scipy minimises the loss over
     the whole training split, at most `config.epochs` iterations; one metrics line per iteration."""
+    model = model.on_host()   # scipy's iterates are host vectors, whatever the module's backend
     binding = bind(model, data)
     keep_freed_memory()
     splits = _splits(binding, data, model.dtype)

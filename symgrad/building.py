@@ -17,12 +17,13 @@ FORWARD_TOL = 1e-12  # float64: the generated forward and the oracle differ only
 
 def cmd_compile(args) -> int:
     t = time.perf_counter()
-    result = compile_model(args.model, args.dtype, functions=args.functions)
+    result = compile_model(args.model, args.dtype, functions=args.functions, backend=args.backend)
     elapsed = time.perf_counter() - t
     out = args.output or default_out(args.model)
     write_atomic(out, result.source)
     lines = result.source.count("\n")
     extra = f", with {', '.join(args.functions)}" if args.functions else ""
+    extra += f", {args.backend} backend" if args.backend != "numpy" else ""
     print(f"wrote {out}: {lines} lines, {args.dtype}{extra}, compiled in {elapsed:.2f} s, "
           f"{result.shared} subexpressions shared by CSE")
     return 0
@@ -31,10 +32,10 @@ def cmd_compile(args) -> int:
 def cmd_check(args) -> int:
     """Forward values against the eager oracle, then gradients against central differences of the
     oracle's loss (of the module's own loss with --no-oracle)."""
-    result = compile_model(args.model, "float64", functions=args.functions)
+    result = compile_model(args.model, "float64", functions=args.functions, backend=args.backend)
     out = args.output or default_out(args.model)
     write_atomic(out, result.source)
-    model = runtime.load(out)
+    model = runtime.load(out).on_host()   # another backend's module: NumPy arrays in and out
     params = model.init_params(args.seed)
     inputs = runtime.random_inputs(model, batch=args.batch, seed=args.seed)
     ok = True

@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from benchmarks.suite import main as run_benchmarks
-from compiler import DTYPES, FUNCTIONS, ModelError
+from compiler import BACKENDS, DTYPES, FUNCTIONS, ModelError
 from runtime.minimize import METHODS
 from runtime.optim import OPTIMIZERS
 from runtime.schedules import SCHEDULES
@@ -33,10 +33,11 @@ def function_list(text: str) -> tuple:
 
 
 def add_build_commands(sub) -> None:
-    p = sub.add_parser("compile", help="model file -> standalone NumPy module")
+    p = sub.add_parser("compile", help="model file -> standalone NumPy (or CuPy, torch, JAX) module")
     p.add_argument("model", help="the model file (.py)")
     p.add_argument("-o", "--output", help="where to write the module (default build/<name>.py)")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
+    add_backend_flag(p)
     p.add_argument("--with", dest="functions", type=function_list, default=(), metavar="FN[,FN...]",
                    help=f"also generate any of {', '.join(FUNCTIONS)} (forward, loss and "
                         "loss_and_grad are always there)")
@@ -56,7 +57,17 @@ def add_build_commands(sub) -> None:
     p.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=True,
                    help="check the forward against the eager oracle and difference the oracle's "
                         "loss (default); --no-oracle differences the module's own loss")
+    add_backend_flag(p)
     p.set_defaults(func=building.cmd_check)
+
+
+def add_backend_flag(p, device: bool = False) -> None:
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="the array library the module calls (default numpy; cupy, torch and jax "
+                        "must be installed)")
+    if device:
+        p.add_argument("--device", choices=("cpu", "cuda"),
+                       help="where torch and jax run (default: a GPU when there is one)")
 
 
 def add_inspection_commands(sub) -> None:
@@ -68,6 +79,7 @@ def add_inspection_commands(sub) -> None:
     p.add_argument("--with", dest="functions", type=function_list, default=(), metavar="FN[,FN...]",
                    help="the module with these functions too (hvp, jvp, input_grad, hessian)")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
+    add_backend_flag(p)
     p.set_defaults(func=inspecting.cmd_show)
 
     p = sub.add_parser("explain", help="the gradient as mathematics")
@@ -125,6 +137,7 @@ def add_train_command(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--workers", type=int, help="data-parallel steps on a Dask LocalCluster of N processes")
     p.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:port) instead")
+    add_backend_flag(p, device=True)
     p.set_defaults(func=training.cmd_train)
 
 

@@ -20,7 +20,7 @@ def print_code(text: str) -> None:
 
 
 def cmd_show(args) -> int:
-    result = compile_model(args.model, args.dtype, functions=args.functions)
+    result = compile_model(args.model, args.dtype, functions=args.functions, backend=args.backend)
     if args.grad:
         text = inspection.show_gradient(result, args.grad)
     elif args.forward:

@@ -26,7 +26,8 @@ def sweep_columns(task: str) -> list[str]:
 def load_model(args):
     second_order = getattr(args, "optimizer", None) in NEEDS_HVP
     return runtime.load(args.model, dtype=getattr(args, "dtype", "float64"),
-                        functions=("hvp",) if second_order else ())
+                        functions=("hvp",) if second_order else (),
+                        backend=getattr(args, "backend", None), device=getattr(args, "device", None))
 
 
 def model_stem(path: str) -> str:
@@ -49,9 +50,13 @@ def cmd_train(args) -> int:
         print(f"training {args.model} on {data.describe()}; {config.optimizer}, full batch, "
               f"at most {config.epochs} iterations, seed={config.seed}")
         return _report(train_full_batch(model, data, config), data, config, out)
+    where = f"; {model.backend} on {model.device.name}" if model.backend != "numpy" else ""
     print(f"training {args.model} on {data.describe()}; {config.optimizer} lr={config.lr} "
-          f"batch={config.batch_size} epochs={config.epochs} seed={config.seed}")
+          f"batch={config.batch_size} epochs={config.epochs} seed={config.seed}{where}")
     stepper, client = None, None
+    if (args.workers or args.scheduler) and model.backend != "numpy":
+        raise DataError(f"data-parallel training on Dask runs the numpy backend; drop --workers/"
+                        f"--scheduler to train with --backend {model.backend}")
     if args.workers or args.scheduler:
         client = connect(args.workers, args.scheduler)
         binding = bind(model, data)
