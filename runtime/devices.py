@@ -46,12 +46,12 @@ class Device:
         return to_host(array)
 
     def put_all(self, arrays: dict) -> dict:
-        """Every array of a dict, or of a dict of dicts (optimizer slots); numbers stay numbers."""
-        return {k: self.put_all(v) if isinstance(v, dict) else v if isinstance(v, (int, float))
+        """Every array of a dict, or of a dict of dicts (optimizer slots); counts stay ints."""
+        return {k: self.put_all(v) if isinstance(v, dict) else v if isinstance(v, int)
                 else self.put(v) for k, v in arrays.items()}
 
     def host_all(self, arrays: dict) -> dict:
-        return {k: self.host_all(v) if isinstance(v, dict) else v if isinstance(v, (int, float))
+        return {k: self.host_all(v) if isinstance(v, dict) else v if isinstance(v, int)
                 else to_host(v) for k, v in arrays.items()}
 
     def synchronize(self) -> None:

@@ -88,7 +88,7 @@ NUMPY = Backend("numpy", ("import numpy as np",), "np", "_numpycode", workspace=
 CUPY = Backend("cupy", ("import cupy as cp",), "cp", "_cupycode", array_type="cp.ndarray",
                conversion_hint="; convert with cp.asarray(...)")
 JAX = Backend("jax", ("import jax", "import jax.numpy as jnp"), "jnp", "_jaxcode", mutable=False,
-              array_type="jax.Array", conversion_hint="; convert with jnp.asarray(...)")
+              array_type="", conversion_hint="")   # jnp takes NumPy arrays as they are
 TORCH = Backend(
     "torch", ("import torch",), "torch", "_torchcode", device=True,
     renames={"concatenate": "torch.cat", "float32": "torch.float32", "float64": "torch.float64",

@@ -34,6 +34,11 @@ class Printer(NumPyPrinter):
         if (self.printmethod != "_numpycode" and not isinstance(expr, type)
                 and hasattr(expr, "_numpycode") and not hasattr(expr, self.printmethod)):
             return expr._numpycode(self)
+        if self.backend.name == "torch" and isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Number:
+            try:   # log(2): torch.log takes tensors only
+                return repr(float(expr))
+            except TypeError:   # an op of constants (a causal mask's offsets) prints itself
+                pass
         return super()._print(expr, **kwargs)
 
     def rank(self, expr) -> int:
