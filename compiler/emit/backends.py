@@ -66,13 +66,14 @@ class Backend:
 
     def integer_conds(self, v: str, classes: int | None) -> list[str]:
         """The fast-path checks of an integer input (labels when `classes`): its dtype and range.
-        NumPy and CuPy view int64 as unsigned, so one reduction checks both ends; JAX (int32 unless
-        x64 is on) and torch call the module's `_labels_ok`, which skips values JAX is tracing."""
-        if self.name in ("numpy", "cupy"):
+        NumPy views int64 as unsigned, so one reduction checks both ends; the others call the
+        module's `_labels_ok`, which skips what it cannot read (values JAX is tracing, a GPU's
+        while a CUDA graph is captured)."""
+        if self.name == "numpy":
             conds = [f"{v}.dtype == np.int64"]
             return conds + [f"{v}.view(np.uint64).max() < {classes}"] * (classes is not None)
         conds = [f"np.issubdtype({v}.dtype, np.integer)" if self.name == "jax"
-                 else f"{v}.dtype == torch.int64"]
+                 else f"{v}.dtype == {self.alias}.int64"]
         return conds + [f"_labels_ok({v}, {classes})"] * (classes is not None)
 
     def scalar(self, text: str) -> str:

@@ -1,0 +1,199 @@
+"""The generated module on other array libraries against each library's own autodiff.
+
+CPU (default), on the four MLP benchmark models, float32 and float64, one thread, process pinned
+to one core (see hvp_bench.one_core), calls interleaved round by round:
+  - jax.jit of the generated JAX module's loss_and_grad vs jax.jit(jax.value_and_grad(loss))
+  - the generated torch module (no tape) vs torch eager autograd (loss.backward())
+
+GPU (--gpu), the MNIST-size MLP at batch 256, 4096 and 32768: the CuPy module, its captured step
+(one CUDA graph, runtime.capture), the torch module on CUDA, torch eager, the JAX module under
+jax.jit and JAX's value_and_grad; µs per step (best of 5 runs of --calls steps, waited for), and
+each float32 result's relative error against float64 NumPy on the host.
+
+    python -m benchmarks.backend_bench [--repeat 30] [--gpu [--calls 50]]
+
+Every peer's loss and gradients are checked equal to the generated module's before it is timed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from .hvp_bench import interleaved_ms, one_core
+from .specs import ROOT, SPECS, layer_names
+
+MODELS = ("tiny_sigmoid", "digits_mlp", "deep_tanh", "mnist_mlp")
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}   # peers vs the generated module, relative, norm-wise
+
+
+def case(spec, dtype: str, batch: int | None = None):
+    import runtime
+    model = runtime.load(spec.model_file, dtype=dtype)
+    params = model.init_params(0)
+    inputs = runtime.random_inputs(model, batch or spec.batch, seed=0)
+    return model, params, inputs
+
+
+def relative(got, want) -> float:
+    """Largest ||got - want|| / ||want|| over the loss and every gradient."""
+    from runtime.devices import to_host
+    errors = [abs(float(got[0]) - float(want[0])) / max(abs(float(want[0])), 1e-30)]
+    errors += [np.linalg.norm(np.asarray(to_host(got[1][k]), np.float64) - want[1][k])
+               / max(np.linalg.norm(want[1][k]), 1e-30) for k in want[1]]
+    return max(errors)
+
+
+def check(name: str, got, want, dtype: str) -> None:
+    error = relative(got, want)
+    if error > TOLERANCE[dtype]:
+        raise SystemExit(f"{name} differs from the generated NumPy module by {error:.1e} ({dtype})")
+
+
+def peer_functions(spec, params, x, y, dtype: str, device: str = "cpu"):
+    """(torch eager step, jax value_and_grad step): each returns (loss, {name: grad})."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+    names = layer_names(spec)
+    act_t = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[spec.activation]
+    act_j = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}[spec.activation]
+    P = {k: torch.tensor(v, device=device, requires_grad=True) for k, v in params.items()}
+    X, Y = torch.tensor(x, device=device), torch.tensor(y, device=device)
+
+    def torch_eager():
+        h = X
+        for i, name in enumerate(names):
+            h = torch.addmm(P[f"{name}.b"], h, P[f"{name}.W"])
+            h = act_t(h) if i < len(names) - 1 else h
+        loss = torch.nn.functional.cross_entropy(h, Y)
+        grads = torch.autograd.grad(loss, list(P.values()))
+        return loss, dict(zip(P, grads))
+
+    def loss_fn(Q, X, Y):
+        h = X
+        for i, name in enumerate(names):
+            h = h @ Q[f"{name}.W"] + Q[f"{name}.b"]
+            h = act_j(h) if i < len(names) - 1 else h
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), Y[:, None], axis=1))
+
+    step = jax.jit(jax.value_and_grad(loss_fn))
+    J = {k: jnp.asarray(v) for k, v in params.items()}
+    XJ, YJ = jnp.asarray(x), jnp.asarray(y)
+    return torch_eager, lambda: jax.block_until_ready(step(J, XJ, YJ))
+
+
+def generated_functions(spec, params, inputs, dtype: str, device: str = "cpu"):
+    """(torch module step, jitted JAX module step) on the same arrays."""
+    import jax
+    import runtime
+    torch_model = runtime.load(spec.model_file, dtype=dtype, backend="torch", device=device)
+    jax_model = runtime.load(spec.model_file, dtype=dtype, backend="jax",
+                             device="gpu" if device == "cuda" else "cpu")
+    tp, tx = torch_model.device.put_all(params), torch_model.device.put_all(inputs)
+    jp, jx = jax_model.device.put_all(params), jax_model.device.put_all(inputs)
+    step = jax.jit(jax_model.module.loss_and_grad)
+    return (lambda: torch_model.module.loss_and_grad(tp, **tx),
+            lambda: jax.block_until_ready(step(jp, **jx)))
+
+
+def cpu_table(repeat: int) -> None:
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import torch
+    torch.set_num_threads(1)
+    print(f"CPU, one thread, median of {repeat} interleaved calls (µs); peers checked equal first\n")
+    print("| model (batch) | dtype | generated JAX, jit | JAX value_and_grad, jit | ratio (target ≤ 1.05) "
+          "| generated torch | torch eager autograd | ratio (target ≤ 0.8) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in MODELS:
+        spec = SPECS[name]
+        for dtype in ("float32", "float64"):
+            model, params, inputs = case(spec, dtype)
+            want = model.loss_and_grad(params, **inputs)
+            mine_t, mine_j = generated_functions(spec, params, inputs, dtype)
+            peer_t, peer_j = peer_functions(spec, params, inputs["x"], inputs["y"], dtype)
+            for label, fn in (("generated torch", mine_t), ("generated jax", mine_j),
+                              ("torch eager", peer_t), ("jax value_and_grad", peer_j)):
+                check(f"{name} {label}", fn(), want, dtype)
+            ms = interleaved_ms({"gj": mine_j, "pj": peer_j, "gt": mine_t, "pt": peer_t}, repeat)
+            us = {k: 1000 * v for k, v in ms.items()}
+            print(f"| {name} ({spec.batch}) | {dtype} | {us['gj']:.1f} | {us['pj']:.1f} | "
+                  f"{us['gj'] / us['pj']:.2f}× | {us['gt']:.1f} | {us['pt']:.1f} | "
+                  f"{us['gt'] / us['pt']:.2f}× |", flush=True)
+
+
+def gpu_time(fn, calls: int, sync) -> float:
+    """Best of 5 runs of `calls` steps, each run waited for: µs per step."""
+    for _ in range(3):
+        fn()
+    sync()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return 1e6 * best
+
+
+def gpu_table(calls: int) -> None:
+    import cupy as cp
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import torch
+    import runtime
+    from runtime.capture import CapturedStep
+    spec = SPECS["mnist_mlp"]
+
+    def sync():
+        torch.cuda.synchronize()
+        cp.cuda.Device().synchronize()
+
+    print(f"GPU: {torch.cuda.get_device_name()}; MNIST-size MLP (784→512→512→10); µs per step "
+          f"(best of 5 runs of {calls}); in brackets the float32 result's largest relative error "
+          "against float64 NumPy on the host (loss and every gradient, norm-wise)\n")
+    print("| dtype | batch | CuPy module | CuPy captured step | torch module | torch eager "
+          "| JAX module, jit | JAX value_and_grad, jit |")
+    print("|---|---|---|---|---|---|---|---|")
+    for dtype, batch in (("float32", 256), ("float32", 4096), ("float32", 32768), ("float64", 32768)):
+        model64, params64, inputs = case(spec, "float64", batch)
+        want = model64.loss_and_grad(params64, **inputs)
+        params = {k: v.astype(dtype) for k, v in params64.items()}
+        inputs = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in inputs.items()}
+        cupy_model = runtime.load(spec.model_file, dtype=dtype, backend="cupy")
+        cparams, cinputs = cupy_model.device.put_all(params), cupy_model.device.put_all(inputs)
+        captured = CapturedStep(cupy_model, cparams, cinputs)
+        mine_t, mine_j = generated_functions(spec, params, inputs, dtype, "cuda")
+        peer_t, peer_j = peer_functions(spec, params, inputs["x"], inputs["y"], dtype, "cuda")
+        columns = {"CuPy module": lambda: cupy_model.module.loss_and_grad(cparams, **cinputs),
+                   "CuPy captured": captured, "torch module": mine_t, "torch eager": peer_t,
+                   "JAX module": mine_j, "JAX value_and_grad": peer_j}
+        cells = []
+        for label, fn in columns.items():
+            error = relative(fn(), want)
+            cells.append(f"{gpu_time(fn, calls, sync):,.0f} [{error:.0e}]")
+        print(f"| {dtype} | {batch:,} | " + " | ".join(cells) + " |", flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--gpu", action="store_true", help="the GPU table (needs CuPy, torch and JAX with CUDA)")
+    parser.add_argument("--calls", type=int, default=50)
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    if args.gpu:
+        gpu_table(args.calls)
+        return
+    one_core()
+    from .conv2d_bench import limit_threads
+    with limit_threads(1):
+        cpu_table(args.repeat)
+
+
+if __name__ == "__main__":
+    main()
