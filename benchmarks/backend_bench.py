@@ -5,10 +5,11 @@ to one core (see hvp_bench.one_core), calls interleaved round by round:
   - jax.jit of the generated JAX module's loss_and_grad vs jax.jit(jax.value_and_grad(loss))
   - the generated torch module (no tape) vs torch eager autograd (loss.backward())
 
-GPU (--gpu), the MNIST-size MLP at batch 256, 4096 and 32768: the CuPy module, its captured step
-(one CUDA graph, runtime.capture), the torch module on CUDA, torch eager, the JAX module under
-jax.jit and JAX's value_and_grad; µs per step (best of 5 runs of --calls steps, waited for), and
-each float32 result's relative error against float64 NumPy on the host.
+GPU (--gpu), the MNIST-size MLP at batch 256, 4096 and 32768: the CuPy module, the torch module on
+CUDA and its captured step (one CUDA graph, runtime.capture), torch eager, the JAX module under
+jax.jit (with JAX's default matmul precision, and "highest") and JAX's value_and_grad; µs per step
+(best of 5 runs of --calls steps, waited for), and each float32 result's relative error against
+float64 NumPy on the host.
 
     python -m benchmarks.backend_bench [--repeat 30] [--gpu [--calls 50]]
 
@@ -156,9 +157,10 @@ def gpu_table(calls: int) -> None:
     print(f"GPU: {torch.cuda.get_device_name()}; MNIST-size MLP (784→512→512→10); µs per step "
           f"(best of 5 runs of {calls}); in brackets the float32 result's largest relative error "
           "against float64 NumPy on the host (loss and every gradient, norm-wise)\n")
-    print("| dtype | batch | CuPy module | CuPy captured step | torch module | torch eager "
-          "| JAX module, jit | JAX value_and_grad, jit |")
-    print("|---|---|---|---|---|---|---|---|")
+    columns = ("CuPy module", "torch module", "torch module captured", "torch eager",
+               "JAX module, jit", "JAX module, jit, highest", "JAX value_and_grad, jit")
+    print("| dtype | batch | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     for dtype, batch in (("float32", 256), ("float32", 4096), ("float32", 32768), ("float64", 32768)):
         model64, params64, inputs = case(spec, "float64", batch)
         want = model64.loss_and_grad(params64, **inputs)
@@ -166,17 +168,39 @@ def gpu_table(calls: int) -> None:
         inputs = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in inputs.items()}
         cupy_model = runtime.load(spec.model_file, dtype=dtype, backend="cupy")
         cparams, cinputs = cupy_model.device.put_all(params), cupy_model.device.put_all(inputs)
-        captured = CapturedStep(cupy_model, cparams, cinputs)
         mine_t, mine_j = generated_functions(spec, params, inputs, dtype, "cuda")
         peer_t, peer_j = peer_functions(spec, params, inputs["x"], inputs["y"], dtype, "cuda")
-        columns = {"CuPy module": lambda: cupy_model.module.loss_and_grad(cparams, **cinputs),
-                   "CuPy captured": captured, "torch module": mine_t, "torch eager": peer_t,
-                   "JAX module": mine_j, "JAX value_and_grad": peer_j}
+        torch_model = runtime.load(spec.model_file, dtype=dtype, backend="torch", device="cuda")
+        with jax.default_matmul_precision("highest"):
+            _, highest = generated_functions(spec, params, inputs, dtype, "cuda")
+            highest()   # traced (and compiled) under the context
+        makers = {"CuPy module": lambda: lambda: cupy_model.module.loss_and_grad(cparams, **cinputs),
+                  "torch module": lambda: mine_t,
+                  "torch module captured": lambda: CapturedStep(torch_model, params, inputs),
+                  "torch eager": lambda: peer_t, "JAX module, jit": lambda: mine_j,
+                  "JAX module, jit, highest": lambda: highest, "JAX value_and_grad, jit": lambda: peer_j}
         cells = []
-        for label, fn in columns.items():
-            error = relative(fn(), want)
-            cells.append(f"{gpu_time(fn, calls, sync):,.0f} [{error:.0e}]")
+        for label in columns:
+            try:
+                fn = makers[label]()
+                error = relative(fn(), want)
+                cells.append(f"{gpu_time(fn, calls, sync):,.0f} [{error:.0e}]")
+            except Exception as e:   # one column's failure is reported in its cell
+                cells.append(f"failed: {type(e).__name__}: {str(e)[:80]}")
         print(f"| {dtype} | {batch:,} | " + " | ".join(cells) + " |", flush=True)
+    label_check_cost(cp, torch)
+
+
+def label_check_cost(cp, torch) -> None:
+    """What the label-range check of a GPU module costs: one number read back, waiting for the queue."""
+    import runtime
+    spec = SPECS["mnist_mlp"]
+    for backend in ("cupy", "torch"):
+        model = runtime.load(spec.model_file, dtype="float32", backend=backend, device="cuda")
+        y = model.device.put(np.arange(256) % 10)
+        sync = (lambda: cp.cuda.Device().synchronize()) if backend == "cupy" else torch.cuda.synchronize
+        us = gpu_time(lambda: model.module._labels_ok(y, 10), 200, sync)
+        print(f"{backend}: the label check alone (idle GPU) {us:.1f} µs per call")
 
 
 def main(argv=None) -> None:
