@@ -251,3 +251,25 @@ def test_on_a_gpu_equals_numpy(name, backend):
         # float32 on a GPU: TF32 stays off (torch's default for matmul), so float32 rounding only
         assert abs(float(loss) - want_loss) <= TOLERANCE[dtype] * max(1.0, abs(want_loss))
         agree(grads, want, TOLERANCE[dtype], f"{backend} on the GPU, {dtype}")
+
+
+def test_a_captured_step_replays_the_module_on_new_batches():
+    """torch's CUDA graph of loss_and_grad: new inputs copied in, the same numbers as a plain call."""
+    from runtime.capture import CaptureError, CapturedStep
+    path = os.path.join(EXAMPLES, "digits_mlp.py")
+    reference, params, inputs = case(path, "float64")
+    with pytest.raises(CaptureError, match="needs a torch module on a CUDA GPU"):
+        CapturedStep(runtime.load(path, backend="torch", device="cpu"), params, inputs)
+    reason = gpu_reason("torch")
+    if reason:
+        pytest.skip(reason)
+    model = runtime.load(path, backend="torch", device="cuda")
+    step = CapturedStep(model, params, inputs)
+    for seed in (1, 2):
+        batch = runtime.random_inputs(reference, batch=3, seed=seed)
+        loss, grads = step(**batch)[:2]
+        want_loss, want = reference.loss_and_grad(params, **batch)[:2]
+        assert abs(float(loss) - want_loss) <= 1e-12 * max(1.0, abs(want_loss))
+        agree(grads, want, 1e-12, "captured step")
+    with pytest.raises(ValueError, match="class indices"):
+        step(y=np.array([0, 1, 10]))
