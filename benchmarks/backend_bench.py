@@ -39,12 +39,14 @@ def case(spec, dtype: str, batch: int | None = None):
 
 
 def relative(got, want) -> float:
-    """Largest ||got - want|| / ||want|| over the loss and every gradient."""
+    """The larger of the loss's relative error and the gradient's, ||got - want|| / ||want|| over
+    all parameters together (a gradient near 0, like the last bias's at a large batch, is rounding
+    noise in both, so its own relative error says nothing)."""
     from runtime.devices import to_host
-    errors = [abs(float(got[0]) - float(want[0])) / max(abs(float(want[0])), 1e-30)]
-    errors += [np.linalg.norm(np.asarray(to_host(got[1][k]), np.float64) - want[1][k])
-               / max(np.linalg.norm(want[1][k]), 1e-30) for k in want[1]]
-    return max(errors)
+    loss = abs(float(got[0]) - float(want[0])) / max(abs(float(want[0])), 1e-30)
+    mine = np.concatenate([np.ravel(np.asarray(to_host(got[1][k]), np.float64)) for k in want[1]])
+    theirs = np.concatenate([np.ravel(want[1][k]) for k in want[1]])
+    return max(loss, np.linalg.norm(mine - theirs) / max(np.linalg.norm(theirs), 1e-30))
 
 
 def check(name: str, got, want, dtype: str) -> None:
@@ -171,9 +173,10 @@ def gpu_table(calls: int) -> None:
         mine_t, mine_j = generated_functions(spec, params, inputs, dtype, "cuda")
         peer_t, peer_j = peer_functions(spec, params, inputs["x"], inputs["y"], dtype, "cuda")
         torch_model = runtime.load(spec.model_file, dtype=dtype, backend="torch", device="cuda")
-        with jax.default_matmul_precision("highest"):
-            _, highest = generated_functions(spec, params, inputs, dtype, "cuda")
-            highest()   # traced (and compiled) under the context
+        jax.config.update("jax_default_matmul_precision", "highest")   # no TF32 in its products
+        _, highest = generated_functions(spec, params, inputs, dtype, "cuda")
+        highest()   # traced and compiled now
+        jax.config.update("jax_default_matmul_precision", None)
         makers = {"CuPy module": lambda: lambda: cupy_model.module.loss_and_grad(cparams, **cinputs),
                   "torch module": lambda: mine_t,
                   "torch module captured": lambda: CapturedStep(torch_model, params, inputs),
