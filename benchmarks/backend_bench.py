@@ -7,7 +7,8 @@ to one core (see hvp_bench.one_core), calls interleaved round by round:
 
 GPU (--gpu), the MNIST-size MLP at batch 256, 4096 and 32768: the CuPy module, the torch module on
 CUDA and its captured step (one CUDA graph, runtime.capture), torch eager, the JAX module under
-jax.jit (with JAX's default matmul precision, and "highest") and JAX's value_and_grad; µs per step
+jax.jit (its float32 products at full precision, and with TF32: JAX's GPU default) and JAX's
+value_and_grad (TF32); µs per step
 (best of 5 runs of --calls steps, waited for), and each float32 result's relative error against
 float64 NumPy on the host.
 
@@ -88,8 +89,9 @@ def peer_functions(spec, params, x, y, dtype: str, device: str = "cpu"):
     return torch_eager, lambda: jax.block_until_ready(step(J, XJ, YJ))
 
 
-def generated_functions(spec, params, inputs, dtype: str, device: str = "cpu"):
-    """(torch module step, jitted JAX module step) on the same arrays."""
+def generated_functions(spec, params, inputs, dtype: str, device: str = "cpu", unwrapped=False):
+    """(torch module step, jitted JAX module step) on the same arrays; `unwrapped`: the JAX step
+    without its full-precision products (TF32 on a GPU)."""
     import jax
     import runtime
     torch_model = runtime.load(spec.model_file, dtype=dtype, backend="torch", device=device)
@@ -97,7 +99,8 @@ def generated_functions(spec, params, inputs, dtype: str, device: str = "cpu"):
                              device="gpu" if device == "cuda" else "cpu")
     tp, tx = torch_model.device.put_all(params), torch_model.device.put_all(inputs)
     jp, jx = jax_model.device.put_all(params), jax_model.device.put_all(inputs)
-    step = jax.jit(jax_model.module.loss_and_grad)
+    fn = jax_model.module.loss_and_grad
+    step = jax.jit(getattr(fn, "__wrapped__", fn) if unwrapped else fn)
     return (lambda: torch_model.module.loss_and_grad(tp, **tx),
             lambda: jax.block_until_ready(step(jp, **jx)))
 
@@ -160,7 +163,7 @@ def gpu_table(calls: int) -> None:
           f"(best of 5 runs of {calls}); in brackets the float32 result's largest relative error "
           "against float64 NumPy on the host (loss and every gradient, norm-wise)\n")
     columns = ("CuPy module", "torch module", "torch module captured", "torch eager",
-               "JAX module, jit", "JAX module, jit, highest", "JAX value_and_grad, jit")
+               "JAX module, jit", "JAX module, jit, TF32", "JAX value_and_grad, jit")
     print("| dtype | batch | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     for dtype, batch in (("float32", 256), ("float32", 4096), ("float32", 32768), ("float64", 32768)):
@@ -173,15 +176,12 @@ def gpu_table(calls: int) -> None:
         mine_t, mine_j = generated_functions(spec, params, inputs, dtype, "cuda")
         peer_t, peer_j = peer_functions(spec, params, inputs["x"], inputs["y"], dtype, "cuda")
         torch_model = runtime.load(spec.model_file, dtype=dtype, backend="torch", device="cuda")
-        jax.config.update("jax_default_matmul_precision", "highest")   # no TF32 in its products
-        _, highest = generated_functions(spec, params, inputs, dtype, "cuda")
-        highest()   # traced and compiled now
-        jax.config.update("jax_default_matmul_precision", None)
+        _, tf32 = generated_functions(spec, params, inputs, dtype, "cuda", unwrapped=True)
         makers = {"CuPy module": lambda: lambda: cupy_model.module.loss_and_grad(cparams, **cinputs),
                   "torch module": lambda: mine_t,
                   "torch module captured": lambda: CapturedStep(torch_model, params, inputs),
                   "torch eager": lambda: peer_t, "JAX module, jit": lambda: mine_j,
-                  "JAX module, jit, highest": lambda: highest, "JAX value_and_grad, jit": lambda: peer_j}
+                  "JAX module, jit, TF32": lambda: tf32, "JAX value_and_grad, jit": lambda: peer_j}
         cells = []
         for label in columns:
             try:
