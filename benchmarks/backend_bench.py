@@ -12,23 +12,44 @@ value_and_grad (TF32); µs per step
 (best of 5 runs of --calls steps, waited for), and each float32 result's relative error against
 float64 NumPy on the host.
 
-    python -m benchmarks.backend_bench [--repeat 30] [--gpu [--calls 50]]
+    python -m benchmarks.backend_bench [--repeat 200] [--gpu [--calls 50]]
 
 Every peer's loss and gradients are checked equal to the generated module's before it is timed.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 
 import numpy as np
 
-from .hvp_bench import interleaved_ms, one_core
+from .hvp_bench import one_core
 from .specs import ROOT, SPECS, layer_names
 
 MODELS = ("tiny_sigmoid", "digits_mlp", "deep_tanh", "mnist_mlp")
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}   # peers vs the generated module, relative, norm-wise
+
+
+def interleaved_us(calls: dict, repeat: int, warmup: int = 20) -> dict:
+    """Median µs per call, one call of each per round, the order rotated every round (whichever
+    call comes first in a round pays for what the last one left behind), collector off."""
+    names = list(calls)
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in names}
+    gc.disable()   # as timeit does: a collection lands on whichever call happens to be running
+    try:
+        for r in range(repeat):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                t0 = time.perf_counter()
+                calls[name]()
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return {name: 1e6 * float(np.median(t)) for name, t in times.items()}
 
 
 def case(spec, dtype: str, batch: int | None = None):
@@ -124,8 +145,9 @@ def cpu_table(repeat: int) -> None:
             for label, fn in (("generated torch", mine_t), ("generated jax", mine_j),
                               ("torch eager", peer_t), ("jax value_and_grad", peer_j)):
                 check(f"{name} {label}", fn(), want, dtype)
-            ms = interleaved_ms({"gj": mine_j, "pj": peer_j, "gt": mine_t, "pt": peer_t}, repeat)
-            us = {k: 1000 * v for k, v in ms.items()}
+            # each ratio from its own A/B pair (a third library's calls in between disturb both)
+            us = {**interleaved_us({"gj": mine_j, "pj": peer_j}, repeat),
+                  **interleaved_us({"gt": mine_t, "pt": peer_t}, repeat)}
             print(f"| {name} ({spec.batch}) | {dtype} | {us['gj']:.1f} | {us['pj']:.1f} | "
                   f"{us['gj'] / us['pj']:.2f}× | {us['gt']:.1f} | {us['pt']:.1f} | "
                   f"{us['gt'] / us['pt']:.2f}× |", flush=True)
@@ -208,7 +230,7 @@ def label_check_cost(cp, torch) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--gpu", action="store_true", help="the GPU table (needs CuPy, torch and JAX with CUDA)")
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args(argv)
