@@ -11,7 +11,7 @@ import sympy as sp
 from ..dag import substitute
 from ..graph import Graph
 from ..mathtext import MathPrinter
-from ..ops import make, rule_for
+from ..ops import make, matmul, rule_for
 from ..schedule import Schedule
 from ..shapes import Shape, fmt
 from . import prologue
@@ -130,12 +130,24 @@ class Writer:
             update = p.backend.translate(_update_text(p, buffer, action.op, action.rest))
             return [f"{update}  # in place: {buffer} is not read again",
                     f"{name} = {buffer}  # {comment}"]
+        if action.kind == "add_into" and (fused := self.addmm(action)) is not None:
+            return [f"{name} = {fused}  # {comment}"]
         if action.kind == "add_into":  # `x @ W + b`: add the rest into the product's new buffer
             product = self.into_buffer(name, action.product) if action.workspace else p.doprint(action.product)
             return [f"{name} = {product}  # {comment}",
                     f"{name} {action.op}= {p.doprint(action.rest)}  # in place"]
         text = self.into_buffer(name, st.expr) if action.workspace else p.doprint(st.expr)
         return [f"{name} = {text}  # {comment}"]
+
+    def addmm(self, action: Action) -> str | None:
+        """torch's `torch.addmm(b, x, W)`: the product and the bias in one kernel (torch launches
+        every op on its own)."""
+        operands = matmul_operands(action.product, self.printer)
+        if (self.printer.backend.name != "torch" or action.op != "+" or operands is None
+                or not isinstance(action.product, matmul)
+                or any(len(self.shapes(a)) != 2 for a in action.product.args)):
+            return None
+        return f"torch.addmm({self.printer.doprint(action.rest)}, {operands[0]}, {operands[1]})"
 
     def into_buffer(self, name: str, expr) -> str:
         """`np.matmul(a, b, out=buffer('name', shape))`: the product written into the workspace."""

@@ -38,6 +38,10 @@ class sigmoid(Elementwise):
     def _numpycode(self, p):
         return f"0.5*np.tanh(0.5*{arg(p, self.args[0], PRECEDENCE['Mul'], False)}) + 0.5"
 
+    def _torchcode(self, p):
+        """One kernel instead of four: torch launches each op separately."""
+        return f"torch.sigmoid({p._print(self.args[0])})"
+
 
 # GELU's tanh approximation (as in GPT-2 and torch's approximate="tanh"); gelu(x, exact=True) is
 # x·Φ(x) itself, with the module's own erfc (special.py)

@@ -93,6 +93,10 @@ class one_hot(Op):
             return None
         labels = hot.args[0]
         rows = p.shapes(labels)[0]
+        if p.backend.name == "torch":   # one scatter, not a gather, a subtraction and a put
+            value = p._print(c if op == "+" else -c)
+            return (f"{buffer}.scatter_add_(1, {p._print(labels)}[:, None], "
+                    f"{buffer}.new_full(({rows}, 1), {value}))")
         return f"{buffer}[{p.backend.arange(rows)}, {p._print(labels)}] {op}= {p._print(c)}"
 
 
