@@ -126,7 +126,7 @@ def generated_functions(spec, params, inputs, dtype: str, device: str = "cpu", u
             lambda: jax.block_until_ready(step(jp, **jx)))
 
 
-def cpu_table(repeat: int) -> None:
+def cpu_table(repeat: int, models=MODELS) -> None:
     import jax
     jax.config.update("jax_enable_x64", True)
     import torch
@@ -135,7 +135,7 @@ def cpu_table(repeat: int) -> None:
     print("| model (batch) | dtype | generated JAX, jit | JAX value_and_grad, jit | ratio (target ≤ 1.05) "
           "| generated torch | torch eager autograd | ratio (target ≤ 0.8) |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in MODELS:
+    for name in models:
         spec = SPECS[name]
         for dtype in ("float32", "float64"):
             model, params, inputs = case(spec, dtype)
@@ -233,6 +233,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--gpu", action="store_true", help="the GPU table (needs CuPy, torch and JAX with CUDA)")
     parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     if args.gpu:
@@ -241,7 +242,7 @@ def main(argv=None) -> None:
     one_core()
     from .conv2d_bench import limit_threads
     with limit_threads(1):
-        cpu_table(args.repeat)
+        cpu_table(args.repeat, args.models)
 
 
 if __name__ == "__main__":

@@ -273,3 +273,17 @@ def test_a_captured_step_replays_the_module_on_new_batches():
         agree(grads, want, 1e-12, "captured step")
     with pytest.raises(ValueError, match="class indices"):
         step(y=np.array([0, 1, 10]))
+
+
+def test_the_torch_module_traces_under_torch_compile():
+    """torch.compile's tracer (dynamo) runs the module: the label check's read-back splits the graph,
+    the numbers stay the NumPy module's ("eager": no C++ build in the test)."""
+    path = os.path.join(EXAMPLES, "digits_mlp.py")
+    reference, params, inputs = case(path, "float64")
+    module = runtime.load(path, backend="torch", device="cpu").module   # imported from its file
+    step = torch.compile(module.loss_and_grad, backend="eager")
+    loss, grads = step({k: torch.as_tensor(v) for k, v in params.items()},
+                       **{k: torch.as_tensor(v) for k, v in inputs.items()})
+    want_loss, want = reference.loss_and_grad(params, **inputs)
+    assert abs(float(loss) - want_loss) <= 1e-12 * max(1.0, abs(want_loss))
+    agree(grads, want, 1e-12, "torch.compile")

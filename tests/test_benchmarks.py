@@ -57,3 +57,17 @@ def test_hvp_benchmark_runs_and_checks_its_peers(capsys):
         cells = [c.strip() for c in line.strip("|").split("|")]
         grad, hvp = float(cells[3]), float(cells[4].split()[0])
         assert 0 < grad and 0 < hvp
+
+
+def test_backend_benchmark_checks_its_peers_before_timing(capsys):
+    """The backend table's rows: the generated JAX and torch steps and both peers were checked equal
+    to the NumPy module (or the run would have stopped) and timed."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import backend_bench
+    backend_bench.cpu_table(repeat=3, models=("tiny_sigmoid",))
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny_sigmoid")]
+    assert len(rows) == 2
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert all(float(cells[i]) > 0 for i in (2, 3, 5, 6))
