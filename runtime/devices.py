@@ -129,6 +129,8 @@ class HostModule:
     def __init__(self, module, device: Device):
         self._module, self._device = module, device
 
+    BACKEND = "numpy"   # what it takes and returns
+
     def __getattr__(self, name):
         value = getattr(self._module, name)
         if name not in FUNCTIONS:

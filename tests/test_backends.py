@@ -287,3 +287,20 @@ def test_the_torch_module_traces_under_torch_compile():
     want_loss, want = reference.loss_and_grad(params, **inputs)
     assert abs(float(loss) - want_loss) <= 1e-12 * max(1.0, abs(want_loss))
     agree(grads, want, 1e-12, "torch.compile")
+
+
+def test_command_line_compiles_checks_and_trains_on_a_backend(tmp_path, capsys, monkeypatch):
+    from symgrad.cli import main
+    monkeypatch.chdir(tmp_path)
+    path = os.path.join(EXAMPLES, "digits_mlp.py")
+    assert main(["compile", path, "--backend", "torch", "-o", "m.py"]) == 0
+    assert "torch backend" in capsys.readouterr().out
+    assert "import torch\n" in (tmp_path / "m.py").read_text()
+    # the oracle's loss differenced against the JAX module's gradient, through NumPy arrays
+    assert main(["check", path, "--backend", "jax", "--max-per-param", "3", "-o", "j.py"]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert main(["train", path, "--backend", "jax", "--device", "cpu", "--epochs", "1", "--quiet",
+                 "--out", "run"]) == 0
+    assert "jax on cpu" in capsys.readouterr().out and (tmp_path / "run" / "checkpoint.npz").exists()
+    assert main(["train", path, "--backend", "torch", "--workers", "2", "--epochs", "1"]) == 2
+    assert "Dask runs the numpy backend" in capsys.readouterr().err
