@@ -83,10 +83,12 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     timings["ad"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    fused = build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False)
+    ones = library.row_sums_as_products
+    fused = build_program("loss_and_grad", graph, grads, want_loss=True, want_outputs=False,
+                          row_sums_as_products=ones)
     programs = {
         "forward": build_program("forward", graph, None, want_loss=False, want_outputs=True,
-                                 outputs=inference),
+                                 outputs=inference, row_sums_as_products=ones),
         "loss": slice_program(fused, "loss"),   # the same statements: the same rounding
         "loss_and_grad": fused,
     }
@@ -94,7 +96,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
         programs[d.name] = build_program(
             d.name, graph, d.backward, want_loss=d.returns_loss, want_outputs=not d.returns_loss,
             outputs=inference, extra=d.results, extra_shapes=d.shapes, state=False,
-            directions=d.directions)
+            directions=d.directions, row_sums_as_products=ones)
     timings["optimize"] = time.perf_counter() - t
 
     t = time.perf_counter()

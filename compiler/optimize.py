@@ -126,9 +126,11 @@ SECTIONS = {"": 1, "tangent": 2, "grad_tangent": 3}
 
 def build_program(name: str, graph: Graph, backward: Backward | None, *, want_loss: bool,
                   want_outputs: bool, outputs: dict | None = None, extra: dict | None = None,
-                  extra_shapes: dict | None = None, state: bool = True, directions=()) -> Program:
+                  extra_shapes: dict | None = None, state: bool = True, directions=(),
+                  row_sums_as_products: bool = True) -> Program:
     """Statements for one generated function: forward values, adjoints, shared subexpressions.
-    `extra` are further results (adjoint symbols of a second pass, see derivatives.py)."""
+    `extra` are further results (adjoint symbols of a second pass, see derivatives.py);
+    `row_sums_as_products`: bias gradients as `ones(B) @ g` (BLAS; NumPy's sum over rows is slower)."""
     shapes = graph.shapes
     adjoint_stmts, grads = [], {}
     extra = extra or {}
@@ -173,7 +175,7 @@ def build_program(name: str, graph: Graph, backward: Backward | None, *, want_lo
                       directions=list(directions))
     if extra:   # a second pass may leave first-pass values unread (jvp reads none of them)
         program.statements = closure(program, set().union(*(e.free_symbols for e in program.results())))
-    program = share_subexpressions(program, shapes)
+    program = share_subexpressions(program, shapes, row_sums_as_products)
     return verify_shapes(merge_aliases(program, shapes), graph)
 
 
@@ -296,11 +298,13 @@ def _transposed_products(exprs: list, shapes) -> list:
     return [substitute(e, mapping, memo, shapes) for e in exprs]
 
 
-def share_subexpressions(program: Program, shapes) -> Program:
+def share_subexpressions(program: Program, shapes, row_sums_as_products: bool = True) -> Program:
     """`sympy.cse` over every statement and result together, in canonical (deterministic) order."""
     stmts = program.statements
     results = program.results()
-    exprs = _row_sums_as_products(_transposed_products([s.expr for s in stmts] + results, shapes), shapes)
+    exprs = _transposed_products([s.expr for s in stmts] + results, shapes)
+    if row_sums_as_products:
+        exprs = _row_sums_as_products(exprs, shapes)
     symbols = sp.numbered_symbols(f"_{program.name}_cse", real=True)
     replacements, reduced = sp.cse(exprs, symbols=symbols, order="canonical")
 

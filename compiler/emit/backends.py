@@ -35,6 +35,7 @@ class Backend:
     array_type: str = "np.ndarray"   # what the checks accept as an array
     conversion_hint: str = ""        # how to make one, said when something else is passed
     einsum_options: str = ", optimize=True"   # torch's einsum plans its own contraction order
+    row_sums_as_products: bool = True   # bias gradients as ones(B) @ g: NumPy's BLAS beats its sum
 
     def translate(self, text: str) -> str:
         """NumPy code in this library's names: every `np.name` mapped, or a BackendError."""
@@ -89,9 +90,10 @@ NUMPY = Backend("numpy", ("import numpy as np",), "np", "_numpycode", workspace=
 CUPY = Backend("cupy", ("import cupy as cp",), "cp", "_cupycode", array_type="cp.ndarray",
                conversion_hint="; convert with cp.asarray(...)")
 JAX = Backend("jax", ("import jax", "import jax.numpy as jnp"), "jnp", "_jaxcode", mutable=False,
+              row_sums_as_products=False,   # XLA fuses a sum into its neighbours, not a product
               array_type="", conversion_hint="")   # jnp takes NumPy arrays as they are
 TORCH = Backend(
-    "torch", ("import torch",), "torch", "_torchcode", device=True,
+    "torch", ("import torch",), "torch", "_torchcode", device=True, row_sums_as_products=False,
     renames={"concatenate": "torch.cat", "float32": "torch.float32", "float64": "torch.float64",
              "int64": "torch.int64", "inf": "torch.inf", "nan": "torch.nan",
              # torch.maximum takes two tensors; clamp a tensor and a tensor or a number
