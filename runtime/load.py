@@ -134,8 +134,9 @@ def _with(module: ModuleType, functions, backend: str | None) -> Model:
     failing later."""
     model = Model(module)
     if backend is not None and backend != model.backend:
-        raise ValueError(f"{module.__name__} was generated for the {model.backend} backend; recompile "
-                         f"it with `symgrad compile MODEL --backend {backend}`, or load the model file")
+        raise ValueError(f"{module.__name__} was generated for the {model.backend} backend, not "
+                         f"{backend}: compile the model file again for {backend}, or load the model "
+                         "file itself (runtime.load compiles it for the backend asked)")
     missing = [name for name in functions if not hasattr(model.module, name)]
     if missing:
         raise ValueError(f"{model.module.__name__} was generated without {', '.join(missing)}; "
