@@ -26,6 +26,9 @@ class CapturedStep:
                    f"{model.device.name}")
             raise CaptureError(f"a captured step needs a torch module on a CUDA GPU (compile "
                                f"--backend torch, load with device='cuda'); {why}")
+        if model.needs_seed:
+            raise CaptureError("a dropout model cannot be captured: its mask's seed is read on the host "
+                               "at every step, and a captured step replays one fixed mask")
         import torch
         self.torch, self.model, self.classes = torch, model, model.label_classes
         self.params = {k: model.device.put(v).clone() for k, v in params.items()}

@@ -31,16 +31,19 @@ class Device:
         return f"Device({self.backend!r}, {self.name!r})"
 
     def put(self, array):
-        """A host array (or NumPy scalar) as an array of this backend on this device."""
+        """A host array (or NumPy scalar, or this backend's array anywhere) as an array of this
+        backend on this device."""
         if self.backend == "numpy":
             return array
-        array = np.asarray(array)
         if self.backend == "torch":
-            return self.lib.as_tensor(array, device=self.name)
+            if isinstance(array, self.lib.Tensor):
+                return array.detach().to(self.name)
+            return self.lib.as_tensor(np.asarray(to_host(array)), device=self.name)
         if self.backend == "jax":
             import jax
+            array = array if isinstance(array, jax.Array) else np.asarray(to_host(array))
             return jax.device_put(array, jax.devices(self.name)[0])
-        return self.lib.asarray(array)   # cupy: the current GPU
+        return self.lib.asarray(array)   # cupy: the current GPU (a CuPy array as it is)
 
     def host(self, array) -> np.ndarray:
         return to_host(array)

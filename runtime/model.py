@@ -149,6 +149,9 @@ class Model:
         if workspace is not None:
             inputs["workspace"] = workspace
         if self.backend == "jax":   # the whole step compiled by XLA (retraced once per batch shape)
+            for name, classes in self.label_classes.items():   # values a trace cannot see
+                if name in inputs:
+                    self.module._check_labels("loss_and_grad", name, inputs[name], classes)
             if not hasattr(self, "_jitted"):
                 import jax
                 self._jitted = jax.jit(self.module.loss_and_grad)

@@ -72,6 +72,7 @@ def evaluate(model: Model, params: dict, split, y=None, binding: Binding | None 
     total = scored = count = 0.0
     correct, preds = 0, []
     device = model.device
+    params = device.put_all(params)   # host parameters (a finished run's) too
     for start in range(0, n, batch):
         inputs = binding.feed(split, slice(start, start + batch), model.dtype)
         yb = inputs.pop(binding.target)

@@ -304,3 +304,40 @@ def test_command_line_compiles_checks_and_trains_on_a_backend(tmp_path, capsys, 
     assert "jax on cpu" in capsys.readouterr().out and (tmp_path / "run" / "checkpoint.npz").exists()
     assert main(["train", path, "--backend", "torch", "--workers", "2", "--epochs", "1"]) == 2
     assert "Dask runs the numpy backend" in capsys.readouterr().err
+
+
+def test_review_cases_constants_label_dtypes_and_device_arrays(tmp_path):
+    """A product plus a constant (no addmm of a number), constants that are not literal numbers
+    (√2) where torch needs tensors, labels of another integer dtype refused by the torch module,
+    device arrays put again, and evaluation of a finished run's host parameters."""
+    path = tmp_path / "consts.py"
+    path.write_text("from compiler.dsl import *\nimport compiler.ops as P\nimport math\n"
+                    "a = Param('a', (3, 4))\nb = Param('b', (4, 5))\n"
+                    "h = a @ b + 1.5\nloss = sum(tanh(h)) + sum(maximum(sqrt(2), a))"
+                    " + sum(where(a > 0, sqrt(2), 1) * a) + einsum('ij,->ij', a, sqrt(2))[0, 0]\n")
+    reference = runtime.load(str(path))
+    model = runtime.load(str(path), backend="torch", device="cpu").on_host()
+    rng = np.random.default_rng(0)
+    params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal((4, 5))}
+    got, want = model.loss_and_grad(params), reference.loss_and_grad(params)
+    assert abs(float(got[0]) - want[0]) <= 1e-12 * max(1.0, abs(want[0]))
+    agree(got[1], want[1], 1e-12, "constants")
+    digits = runtime.load(os.path.join(EXAMPLES, "digits_mlp.py"), backend="torch", device="cpu")
+    tparams = digits.device.put_all(digits.init_params(0))
+    x = torch.zeros((4, 64), dtype=torch.float64)
+    with pytest.raises(digits.module.InputError, match="must hold int64 integers, got torch.uint8"):
+        digits.module.loss(tparams, x=x, y=torch.tensor([1, 3, 4, 9], dtype=torch.uint8))
+    assert digits.device.put(tparams["out.b"]) is not None and digits.device.put(x).dtype == torch.float64
+    from runtime.binding import bind
+    from runtime.data import load_dataset
+    from runtime.train import evaluate
+    data = load_dataset("digits", seed=0)
+    result = evaluate(digits, digits.init_params(0), data.test, binding=bind(digits, data))
+    assert 0.0 <= result["acc"] <= 1.0
+
+
+def test_the_jax_training_step_checks_labels_outside_the_trace():
+    model = runtime.load(os.path.join(EXAMPLES, "digits_mlp.py"), backend="jax", device="cpu")
+    params = model.device.put_all(model.init_params(0))
+    with pytest.raises(model.module.InputError, match=r"class indices in \[0, 10\)"):
+        model.step(params, x=jnp.zeros((3, 64)), y=jnp.asarray([0, 10, 1]))

@@ -391,3 +391,18 @@ def test_load_refuses_unknown_or_missing_functions(tmp_path):
     generated.write_text(compiler.compile_model(os.path.join(EXAMPLES, "neuron.py")).source)
     with pytest.raises(ValueError, match="generated without hvp"):
         runtime.load(str(generated), functions=("hvp",))
+
+
+def test_an_in_place_update_never_writes_through_a_live_view(tmp_path):
+    """hvp of a strided, dilated conv2d: `d_h *= …` while `d_h.reshape(…)` was still to be read
+    changed that view too (H·v of the kernel off by 1.3 relative); a buffer another live name
+    shares is now never updated in place."""
+    model = build(tmp_path, '''
+x = Input("x", ("B", 7, 6, 2))
+W = Param("W", (2,))
+h = conv2d(x * W, 2, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(2, 1))
+loss = sum(tanh(h))
+''', functions=("hvp",))
+    rng = np.random.default_rng(1)
+    params = {k: v + 0.1 * rng.standard_normal(np.shape(v)) for k, v in model.init_params(0).items()}
+    assert_ok(runtime.check_hvp(model, params, runtime.random_inputs(model, batch=2, seed=0), tol=1e-5))

@@ -79,7 +79,9 @@ class Backend:
 
     def scalar(self, text: str) -> str:
         """A number as a scalar of the module's dtype."""
-        return f"torch.tensor({text}, dtype=DTYPE, device=device)" if self.device else f"DTYPE({text})"
+        if self.device:   # filled on the device: no copy from the host (a CUDA graph can hold it)
+            return f"torch.full((), {text}, dtype=DTYPE, device=device)"
+        return f"DTYPE({text})"
 
     def own(self, text: str) -> str:
         """A view (a broadcast) made an array of its own, in the module's dtype."""

@@ -144,7 +144,7 @@ class Writer:
         every op on its own)."""
         operands = matmul_operands(action.product, self.printer)
         if (self.printer.backend.name != "torch" or action.op != "+" or operands is None
-                or not isinstance(action.product, matmul)
+                or not action.rest.free_symbols or not isinstance(action.product, matmul)
                 or any(len(self.shapes(a)) != 2 for a in action.product.args)):
             return None
         return f"torch.addmm({self.printer.doprint(action.rest)}, {operands[0]}, {operands[1]})"

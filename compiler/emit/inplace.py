@@ -84,14 +84,15 @@ def plan(sched, graph, printer, workspace: bool) -> Plan:
                 and matmul_operands(expr, printer) is not None  # (then its args are both tensors)
                 and all(len(shapes(a)) <= 2 for a in expr.args))  # stacked products: slower with out=
 
-    actions, owned = [], set()
-    for step in sched.steps:
+    last_read = {s: i for i, step in enumerate(sched.steps) for s in step.release}
+    actions, owned, views = [], set(), {}   # views: buffer -> the names that share its memory
+    for i, step in enumerate(sched.steps):
         st = step.statement
         target_shape = shapes(st.target)
         if st.target in returned:
             leaf = returned[st.target]
             action = Action("returned", leaf=leaf, workspace=into_workspace(st.expr, leaf.shape))
-        elif in_place and (reuse := _reusable(st, step, owned, shapes)) is not None:
+        elif in_place and (reuse := _reusable(st, step, owned, shapes, _in_use(views, last_read, i))) is not None:
             action = Action("update", buffer=reuse[0], op=reuse[1], rest=reuse[2])
         elif in_place and (product := _fresh_term(st.expr, target_shape, shapes, printer)) is not None:
             rest = st.expr - product
@@ -104,7 +105,30 @@ def plan(sched, graph, printer, workspace: bool) -> Plan:
         rule = rule_for(st.expr)
         if (not st.expr.is_Atom and not (rule is not None and rule.view)) or st.expr in owned:
             owned.add(st.target)
+        base = action.buffer if action.kind == "update" else _viewed(st.expr)
+        if base is not None:   # the target shares memory with `base` (and with what it shares)
+            root = next((b for b, names in views.items() if base in names), base)
+            views.setdefault(root, {root}).add(st.target)
     return Plan(actions, owned, returned)
+
+
+def _viewed(expr):
+    """The named array `expr` is a view of (or a bare name for), else None."""
+    while not expr.is_Symbol:
+        rule = rule_for(expr)
+        if rule is None or not rule.view or expr.is_Atom:
+            return None
+        expr = rule.tensor_args(expr)[0]
+    return expr
+
+
+def _in_use(views: dict, last_read: dict, i: int):
+    """`S` -> whether another name for S's memory (a view: a reshape, a transpose) is read at or
+    after step i, or returned: then S must not be updated in place."""
+    def busy(s) -> bool:
+        names = next((n for n in views.values() if s in n), {s})
+        return any(last_read.get(v, len(last_read) + i + 1) >= i for v in names if v != s)
+    return busy
 
 
 def _large(shape) -> bool:
@@ -114,15 +138,16 @@ def _large(shape) -> bool:
     return n >= LARGE
 
 
-def _reusable(st, step, owned: set, shapes):
+def _reusable(st, step, owned: set, shapes, busy):
     """`T = S * rest` or `T = S + rest` (the forms the op's rule offers) where S is an array this
-    function allocated, of T's shape, that dies at this statement: compute it as `S *= rest` and let
-    T name the same buffer. Returns (S, op, rest) or None."""
+    function allocated, of T's shape, that dies at this statement and shares its memory with no
+    value read later (`busy`): compute it as `S *= rest` and let T name the same buffer. Returns
+    (S, op, rest) or None."""
     expr = st.expr
     rule = rule_for(expr)
     for arg, op, rest in (rule.in_place(expr) if rule is not None else ()):
         if (arg.is_Symbol and arg in step.release and arg in owned and arg != st.target
-                and shapes(arg) == shapes(st.target)):
+                and shapes(arg) == shapes(st.target) and not busy(arg)):
             if arg in rest.free_symbols or rest.is_Number and (op == "+" and rest == 0
                                                                or op == "*" and rest == -1):
                 continue

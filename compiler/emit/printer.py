@@ -44,6 +44,16 @@ class Printer(NumPyPrinter):
     def rank(self, expr) -> int:
         return len(self.shapes(expr))
 
+    def is_constant(self, expr) -> bool:
+        """A number, or an expression of numbers only (√2), that is a scalar."""
+        return not expr.free_symbols and self.shapes(expr) == ()
+
+    def tensor(self, expr) -> str:
+        """`expr` printed as an array where the library takes arrays only (torch: a constant becomes
+        a 0-d tensor of the module's dtype on the function's device)."""
+        text = self._print(expr)
+        return self.backend.scalar(text) if self.backend.device and self.is_constant(expr) else text
+
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
             fqn = "np." + fqn[len("numpy."):]

@@ -165,8 +165,9 @@ class minimum(Elementwise):
 
 
 def _number_last(p, args) -> str:
-    """The operands, a number second (torch clamps a tensor by a number, not a number by a tensor)."""
-    return ", ".join(p._print(a) for a in sorted(args[:2], key=lambda a: bool(a.is_Number)))
+    """The operands; for torch a constant second (it clamps a tensor by a number, not the reverse)."""
+    order = sorted(args[:2], key=p.is_constant) if p.backend.device else args[:2]
+    return ", ".join(p._print(a) for a in order)
 
 
 @register
@@ -221,7 +222,7 @@ class select(Elementwise):
             return f"{arg(p, self.args[1], PRECEDENCE['Mul'], False)}*({x} > 0)"
         if len(self.args) == 3 and not self.args[2].is_Number and self.args[1] == 0:
             return f"{arg(p, self.args[2], PRECEDENCE['Mul'], False)}*({x} <= 0)"
-        if self.args[1].is_Number and self.args[2].is_Number:
+        if all(p.is_constant(e) if p.backend.device else e.is_Number for e in self.args[1:3]):
             a = p.backend.scalar(a)  # two Python numbers would make an int64 or float64 array
         return f"np.where({x} {'>=' if self.inclusive() else '>'} 0, {a}, {b})"
 

@@ -235,7 +235,7 @@ class unindex(Op):
         shape = p.shapes(self)
         dims = ", ".join(p._print(dim_expr(d)) for d in shape) + ("," if len(shape) == 1 else "")
         entries, flips = ascending(_entries(self))
-        g = f"{arg(p, self.args[0])}.flip({tuple(flips)})" if flips else p._print(self.args[0])
+        g = f"{arg(p, self.args[0])}.flip({tuple(flips)})" if flips else p.tensor(self.args[0])
         return f"_unindex({g}, ({dims}), {slices_text(p, entries, shape)})"
 
 

@@ -283,7 +283,7 @@ class keep_mask(Op):
     helper_torch = (
         "def _keep_mask(seed, stream, shape, p, *, device):\n"
         "    \"\"\"Dropout mask: 0 with probability p, else 1/(1 - p); reproducible per (seed, stream).\"\"\"\n"
-        "    generator = torch.Generator(device).manual_seed(int(seed) * 1000003 + stream)\n"
+        "    generator = torch.Generator(device).manual_seed((int(seed) * 1000003 + stream) % 2**63)\n"
         "    keep = torch.rand(shape, generator=generator, dtype=DTYPE, device=device) >= p\n"
         "    return keep.to(DTYPE) / (1 - p)\n")
     helper_jax = (

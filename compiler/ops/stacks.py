@@ -124,8 +124,7 @@ class einsum(Op):
         la, lb, lo = (letters_of(self, i) for i in (2, 3, 4))
         swaps = as_matmul(la, lb, lo)
         if swaps is None:
-            x, y = (p.backend.scalar(p._print(e)) if e.is_Number and p.backend.device else p._print(e)
-                    for e in (a, b))   # torch's einsum takes tensors only
+            x, y = p.tensor(a), p.tensor(b)   # torch's einsum takes tensors only
             return f'np.einsum("{spec_text(la, lb, lo)}", {x}, {y}{p.backend.einsum_options})'
         level = PRECEDENCE["Mul"]
         left, right = (_swapped(p, x, swap, len(la), level) for x, swap in zip((a, b), swaps))
