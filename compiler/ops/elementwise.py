@@ -166,8 +166,7 @@ class minimum(Elementwise):
 
 def _number_last(p, args) -> str:
     """The operands; for torch a constant second (it clamps a tensor by a number, not the reverse)."""
-    order = sorted(args[:2], key=p.is_constant) if p.backend.device else args[:2]
-    return ", ".join(p._print(a) for a in order)
+    return ", ".join(p._print(a) for a in (sorted(args[:2], key=p.is_constant) if p.backend.device else args[:2]))
 
 
 @register
