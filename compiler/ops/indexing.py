@@ -100,18 +100,23 @@ def _entries(node, i=1) -> tuple:
     return tuple(tuple(e) if isinstance(e, sp.Tuple) else e for e in node.args[i])
 
 
+def _subscripts(p, entries, shape, as_slice) -> list[str]:
+    """Each entry printed: an int as it is, a range as `as_slice(start, stop, step, axis size)`."""
+    return [p._print(e) if not isinstance(e, tuple) else
+            as_slice(*(int(v) if v.is_Integer else expr_dim(v) for v in e), d)
+            for e, d in zip(entries, shape)]
+
+
+def _colons(start, stop, step, d) -> str:
+    last = d - 1 if isinstance(d, int) else None
+    begin = "" if (start == 0 if step > 0 else start == last) else str(start)
+    end = "" if (stop == d if step > 0 else stop == -1) else str(stop)
+    return f"{begin}:{end}" + ("" if step == 1 else f":{step}")
+
+
 def index_text(p, entries, shape) -> str:
     """The NumPy subscript of an index: `:, 0`, `7:`, `..., ::2`."""
-    items = []
-    for e, d in zip(entries, shape):
-        if not isinstance(e, tuple):
-            items.append(p._print(e))
-            continue
-        start, stop, step = (int(v) if v.is_Integer else expr_dim(v) for v in e)
-        last = d - 1 if isinstance(d, int) else None
-        begin = "" if (start == 0 if step > 0 else start == last) else str(start)
-        end = "" if (stop == d if step > 0 else stop == -1) else str(stop)
-        items.append(f"{begin}:{end}" + ("" if step == 1 else f":{step}"))
+    items = _subscripts(p, entries, shape, _colons)
     last = len(items)
     while items and items[-1] == ":":
         items.pop()
@@ -139,14 +144,8 @@ def ascending(entries) -> tuple[tuple, list[int]]:
 
 def slices_text(p, entries, shape) -> str:
     """An index as a tuple a function can take: `(slice(None), 1, slice(0, 6, 2))`."""
-    items = []
-    for e, d in zip(entries, shape):
-        if not isinstance(e, tuple):
-            items.append(p._print(e))
-            continue
-        start, stop, step = (int(v) if v.is_Integer else expr_dim(v) for v in e)
-        full = start == 0 and stop == d and step == 1
-        items.append("slice(None)" if full else f"slice({start}, {stop}, {step})")
+    items = _subscripts(p, entries, shape, lambda start, stop, step, d: "slice(None)" if (
+        start, stop, step) == (0, d, 1) else f"slice({start}, {stop}, {step})")
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
