@@ -1,7 +1,8 @@
 """Property-based tests: random compositions of primitives over random broadcast shapes, and random
 MLP model files, compiled and checked against the eager oracle: the generated loss must equal the
 oracle's, the gradients central differences of the oracle's loss, H·v central differences of that
-gradient (symmetric too), and for the MLPs J·t and the input gradients the oracle's differences. The compositions deliberately
+gradient (symmetric too), and for the MLPs J·t and the input gradients the oracle's differences; the
+compositions' torch and JAX modules equal the NumPy module's. The compositions deliberately
 cancel (x - x, (a + b) - b, x / x, x * 0) so SymPy's scalar algebra folds broadcasts away that the
 shapes must keep.
 
@@ -11,10 +12,11 @@ tries many more graphs. `SYMGRAD_FUZZ_LOG=path` appends one line per graph tried
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings, strategies as st, given
 
 import runtime
-from helpers import assert_forward_matches_oracle, build
+from helpers import PRELUDE, assert_forward_matches_oracle, build
 
 settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -198,3 +200,29 @@ def test_random_mlps_match_central_differences(tmp_path_factory, text, batch, se
     i32 = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in inputs.items()}
     loss32, grads32 = model32.loss_and_grad(p32, **i32)
     assert loss32.dtype == np.float32 and all(g.dtype == np.float32 for g in grads32.values()), text
+
+
+@settings(max_examples=30 if PROFILE == "ci" else 1000)
+@given(random_graphs(), st.integers(0, 2**32 - 1))
+def test_random_compositions_on_torch_and_jax_equal_numpy(tmp_path_factory, case, seed):
+    """The same random compositions printed for torch and JAX (their own forms of clamps, casts,
+    constants, reductions): loss, gradient and H·v equal the NumPy module's, itself checked above."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    text, shapes = case
+    folder = tmp_path_factory.mktemp("fuzz_backends")
+    path = folder / "model.py"
+    path.write_text(PRELUDE + text)
+    reference = runtime.load(str(path), functions=("hvp",))
+    rng = np.random.default_rng(seed)
+    params = {name: rng.uniform(-1.5, 1.5, size=shape) for name, shape in shapes.items()}
+    vectors = {name: rng.standard_normal(shape) for name, shape in shapes.items()}
+    want = reference.hvp(params, vectors)
+    scale = max(1.0, *(float(np.linalg.norm(g)) for part in want[1:] for g in part.values()))
+    for backend in ("torch", "jax"):
+        model = runtime.load(str(path), functions=("hvp",), backend=backend, device="cpu").on_host()
+        loss, grads, hv = model.hvp(params, vectors)
+        assert abs(float(loss) - want[0]) <= 1e-12 * max(1.0, abs(want[0])), (backend, text)
+        for got, ref in ((grads, want[1]), (hv, want[2])):
+            for k in ref:
+                assert np.linalg.norm(got[k] - ref[k]) <= 1e-11 * scale, (backend, k, text)
