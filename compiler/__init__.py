@@ -39,6 +39,7 @@ class Compiled:
     timings: dict = field(default_factory=dict)   # stage -> seconds
     dtype: str = "float64"
     model_path: str = ""
+    backend: str = "numpy"
 
     @property
     def shared(self) -> int:
@@ -108,7 +109,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     text = render_module(graph, schedules, dtype, __version__, shown, hessian="hessian" in functions,
                          backend=library)
     timings["emit"] = time.perf_counter() - t
-    return Compiled(text, graph, grads, schedules, timings, dtype, shown)
+    return Compiled(text, graph, grads, schedules, timings, dtype, shown, backend)
 
 
 def fingerprint() -> str:

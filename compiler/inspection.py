@@ -11,6 +11,7 @@ import sympy as sp
 
 from .dag import forward_nodes, tensor_operands, toposort
 from .emit import naming, render_snippet
+from .emit.backends import BACKENDS
 from .errors import ModelError
 from .optimize import Program, closure, count_ops
 from .ops import rule_for
@@ -72,12 +73,14 @@ def show_gradient(compiled, param: str) -> str:
     sched = gradient_slice(compiled, param)
     return render_snippet(compiled.graph, sched, title=f"The gradient of the loss with respect to {param!r}.",
                           summary=f"d loss / d {param}: the backward slice and the forward values it reads.",
-                          dtype=compiled.dtype, model_path=compiled.model_path)
+                          dtype=compiled.dtype, model_path=compiled.model_path,
+                          backend=BACKENDS[compiled.backend])
 
 
 def show_forward(compiled) -> str:
     return render_snippet(compiled.graph, compiled.schedules["forward"], title="The forward pass (inference).",
-                          summary="The model's outputs.", dtype=compiled.dtype, model_path=compiled.model_path)
+                          summary="The model's outputs.", dtype=compiled.dtype, model_path=compiled.model_path,
+                          backend=BACKENDS[compiled.backend])
 
 
 # ---- statistics ------------------------------------------------------------------------------

@@ -341,3 +341,18 @@ def test_the_jax_training_step_checks_labels_outside_the_trace():
     params = model.device.put_all(model.init_params(0))
     with pytest.raises(model.module.InputError, match=r"class indices in \[0, 10\)"):
         model.step(params, x=jnp.zeros((3, 64)), y=jnp.asarray([0, 10, 1]))
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_show_grad_prints_a_slice_that_runs_on_the_backend(backend):
+    from compiler import inspection
+    path = os.path.join(EXAMPLES, "digits_mlp.py")
+    reference, params, inputs = case(path, "float64")
+    text = inspection.show_gradient(compiler.compile_model(path, backend=backend), "hidden.W")
+    namespace = {}
+    exec(compile(text, "<slice>", "exec"), namespace)
+    put = CPU[backend]
+    got = namespace["grad_hidden_W"]({k: put(v) for k, v in params.items()},
+                                      **{k: put(v) for k, v in inputs.items()})
+    want = reference.loss_and_grad(params, **inputs)[1]["hidden.W"]
+    agree(got, {"hidden.W": want}, 1e-12, f"{backend} slice")   # the slice returns {name: gradient}

@@ -43,11 +43,12 @@ def _helpers(helpers, backend: Backend = NUMPY) -> list[str]:
 
 
 def render_snippet(graph: Graph, sched: Schedule, *, title: str, summary: str, dtype: str,
-                   model_path: str) -> str:
+                   model_path: str, backend: Backend = NUMPY) -> str:
     """One function on its own (a gradient's slice, the forward): it reads its sizes off its inputs."""
-    fn, helpers = emit_function(graph, sched, summary, dtype, standalone=True)
+    fn, helpers = emit_function(graph, sched, summary, dtype, standalone=True, backend=backend)
     return _ENV.get_template("snippet.py.j2").render(
-        title=title, model_path=model_path, dtype=dtype, fn=fn, helpers=_helpers(helpers))
+        title=title, model_path=model_path, dtype=dtype, fn=fn, helpers=_helpers(helpers, backend),
+        backend=backend)
 
 
 def header_numbers(graph: Graph, lag: Schedule, dtype: str) -> dict:
