@@ -356,3 +356,24 @@ def test_show_grad_prints_a_slice_that_runs_on_the_backend(backend):
                                       **{k: put(v) for k, v in inputs.items()})
     want = reference.loss_and_grad(params, **inputs)[1]["hidden.W"]
     agree(got, {"hidden.W": want}, 1e-12, f"{backend} slice")   # the slice returns {name: gradient}
+
+
+FOUND_BY_THE_FUZZER = [   # compositions the long fuzz run (HYPOTHESIS_PROFILE=long) found failing
+    'p0 = Param("p0", (2, 2))\nloss = mean(sum(p0, axis=0, keepdims=True))\n',   # H·v: a constant (1, 2) array filling a (2, 2) result
+]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("text", FOUND_BY_THE_FUZZER)
+def test_compositions_found_by_the_fuzzer_equal_numpy(tmp_path, text, backend):
+    path = tmp_path / "model.py"
+    path.write_text("from compiler.dsl import *\nimport compiler.ops as P\n" + text)
+    reference = runtime.load(str(path), functions=("hvp",))
+    model = runtime.load(str(path), functions=("hvp",), backend=backend, device="cpu").on_host()
+    rng = np.random.default_rng(0)
+    params = {k: rng.uniform(-1.5, 1.5, size=shape) for k, (shape, _, _) in reference.params_spec.items()}
+    vectors = {k: rng.standard_normal(np.shape(v)) for k, v in params.items()}
+    got, want = model.hvp(params, vectors), reference.hvp(params, vectors)
+    assert abs(float(got[0]) - want[0]) <= 1e-12 * max(1.0, abs(want[0]))
+    agree(got[1], want[1], 1e-12, "gradient")
+    agree(got[2], want[2], 1e-11, "H·v")

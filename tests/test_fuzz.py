@@ -210,6 +210,7 @@ def test_random_compositions_on_torch_and_jax_equal_numpy(tmp_path_factory, case
     pytest.importorskip("torch")
     pytest.importorskip("jax")
     text, shapes = case
+    _log(text)
     folder = tmp_path_factory.mktemp("fuzz_backends")
     path = folder / "model.py"
     path.write_text(PRELUDE + text)

@@ -298,7 +298,8 @@ def materialize(printer: Printer, expr: sp.Expr, shape: Shape, graph: Graph, arg
     """Print a returned value with exactly its declared shape and dtype, never aliasing a leaf or
     another of the function's `arguments` (a direction's arrays)."""
     text, backend = printer.doprint(expr), printer.backend
-    if not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer}):
+    constant = not (expr.free_symbols - {s for s in expr.free_symbols if s.is_integer})
+    if constant and not (backend.device and graph.shapes(expr)):   # torch fills with numbers only
         return backend.translate(backend.new("full", f"{fmt(shape)}, {text}"))
     if graph.shapes(expr) != tuple(shape):   # a broadcast view made an array of its own
         return backend.translate(backend.own(f"np.broadcast_to({text}, {fmt(shape)})"))
