@@ -45,9 +45,6 @@ class Device:
             return jax.device_put(array, jax.devices(self.name)[0])
         return self.lib.asarray(array)   # cupy: the current GPU (a CuPy array as it is)
 
-    def host(self, array) -> np.ndarray:
-        return to_host(array)
-
     def put_all(self, arrays: dict) -> dict:
         """Every array of a dict, or of a dict of dicts (optimizer slots); counts stay ints."""
         return {k: self.put_all(v) if isinstance(v, dict) else v if isinstance(v, int)
@@ -56,13 +53,6 @@ class Device:
     def host_all(self, arrays: dict) -> dict:
         return {k: self.host_all(v) if isinstance(v, dict) else v if isinstance(v, int)
                 else to_host(v) for k, v in arrays.items()}
-
-    def synchronize(self) -> None:
-        """Wait for the device's queued work (timings of asynchronous GPUs)."""
-        if self.backend == "torch" and self.name.startswith("cuda"):
-            self.lib.cuda.synchronize()
-        elif self.backend == "cupy":
-            self.lib.cuda.Device().synchronize()
 
 
 def to_host(array) -> np.ndarray:

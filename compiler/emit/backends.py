@@ -104,12 +104,8 @@ TORCH = Backend(
                      "erf", "exp", "expm1", "eye", "full", "log", "maximum", "minimum", "ones",
                      "ones_like", "outer", "ravel", "sign", "sin", "sinh", "sqrt", "square", "stack",
                      "tanh", "trunc", "where", "zeros", "zeros_like"}),
-    einsum_options="", array_type="torch.Tensor", conversion_hint="; convert with torch.from_numpy(...) or torch.as_tensor(...)")
+    einsum_options="", array_type="torch.Tensor",
+    conversion_hint="; convert with torch.from_numpy(...) or torch.as_tensor(...)")
 
 BACKENDS = {b.name: b for b in (NUMPY, CUPY, TORCH, JAX)}
 
-
-def backend_named(name: str) -> Backend:
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    return BACKENDS[name]

@@ -39,7 +39,6 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
     before, inner = writer.statements(once), writer.statements(set(steps) - once)
     arrays = prologue.with_printed_sizes(prologue.arrays_of(graph, sched), before + inner)
     head = prologue.call_line("hessian", *check, names, arrays)
-    head += device_line(backend, ["device=device"], names, arrays)   # e_j is made on the device
     size = sum(numel(leaf.shape, {}) for leaf in graph.params)
     body = [f"if {size} > limit:",
             f"    raise InputError('hessian: this model has {size} parameters, so H would have "
@@ -73,6 +72,7 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
         body += ["    " + line if line else "" for line in inner]
         body += [f"{H} = np.stack({H}, axis=1)"]
     body = [backend.translate(line) for line in body]
+    head += device_line(backend, body, names, arrays)   # e_j is made on the device
     loss_and_grads = materialize(printer, sched.program.loss, (), graph) + ", " + writer.grads_dict()
     doc = ["Inputs:" if arrays.inputs else "Inputs: none"]
     doc += [f"    {leaf.name}: {fmt(leaf.shape)} " + (f"int64 labels in [0, {leaf.classes})"
