@@ -15,6 +15,7 @@ from .dag import substitute_until_fixed
 from .emit import render_module
 from .emit import backends
 from .errors import CompileError, ModelError
+from .fuse import split_for_loops
 from .derivatives import FUNCTIONS
 from .lower import lower
 from .optimize import build_program, slice_program
@@ -98,8 +99,9 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
             d.name, graph, d.backward, want_loss=d.returns_loss, want_outputs=not d.returns_loss,
             outputs=inference, extra=d.results, extra_shapes=d.shapes, state=False,
             directions=d.directions, row_sums_as_products=ones)
+    if library.fused:   # what compiled loops compute, apart from what NumPy calls compute
+        programs = {name: split_for_loops(p, graph.shapes) for name, p in programs.items()}
     timings["optimize"] = time.perf_counter() - t
-
     t = time.perf_counter()
     schedules = {name: schedule(p, graph.shapes) for name, p in programs.items()}
     timings["schedule"] = time.perf_counter() - t

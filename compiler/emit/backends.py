@@ -1,4 +1,5 @@
-"""The array libraries a module can be generated for: NumPy (the default), CuPy, PyTorch and JAX.
+"""The array libraries a module can be generated for: NumPy (the default), CuPy, PyTorch, JAX, and
+numba (NumPy's code, with elementwise chains fused into compiled loops: emit/kernels.py).
 
 Ops print themselves in NumPy (`_numpycode`), the project's reference language. A backend says how
 that text reads in its library: the namespace (`np.` becomes `cp.`, `jnp.`, `torch.`), the few
@@ -36,6 +37,8 @@ class Backend:
     conversion_hint: str = ""        # how to make one, said when something else is passed
     einsum_options: str = ", optimize=True"   # torch's einsum plans its own contraction order
     row_sums_as_products: bool = True   # bias gradients as ones(B) @ g: NumPy's BLAS beats its sum
+    cast_form: str = "{}.astype(DTYPE)"  # a mask or an integer array as the module's dtype
+    fused: bool = False       # elementwise chains run as compiled loops (numba), the rest as NumPy
 
     def translate(self, text: str) -> str:
         """NumPy code in this library's names: every `np.name` mapped, or a BackendError."""
@@ -60,7 +63,7 @@ class Backend:
 
     def cast(self, text: str) -> str:
         """`text` (a boolean mask, an integer array) as an array of the module's dtype."""
-        return f"{text}.to(DTYPE)" if self.name == "torch" else f"{text}.astype(DTYPE)"
+        return self.cast_form.format(text)
 
     def copy(self, text: str) -> str:
         return f"{text}.clone()" if self.name == "torch" else f"{text}.copy()"
@@ -70,7 +73,7 @@ class Backend:
         NumPy views int64 as unsigned, so one reduction checks both ends; the others call the
         module's `_labels_ok`, which skips what it cannot read (values JAX is tracing, a GPU's
         while a CUDA graph is captured)."""
-        if self.name == "numpy":
+        if self.alias == "np":
             conds = [f"{v}.dtype == np.int64"]
             return conds + [f"{v}.view(np.uint64).max() < {classes}"] * (classes is not None)
         conds = [f"np.issubdtype({v}.dtype, np.integer)" if self.name == "jax"
@@ -96,6 +99,7 @@ JAX = Backend("jax", ("import jax", "import jax.numpy as jnp"), "jnp", "_jaxcode
               array_type="", conversion_hint="")   # jnp takes NumPy arrays as they are
 TORCH = Backend(
     "torch", ("import torch",), "torch", "_torchcode", device=True, row_sums_as_products=False,
+    cast_form="{}.to(DTYPE)",
     renames={"concatenate": "torch.cat", "float32": "torch.float32", "float64": "torch.float64",
              "int64": "torch.int64", "inf": "torch.inf", "nan": "torch.nan",
              # torch.maximum takes two tensors; clamp a tensor and a tensor or a number
@@ -107,5 +111,12 @@ TORCH = Backend(
     einsum_options="", array_type="torch.Tensor",
     conversion_hint="; convert with torch.from_numpy(...) or torch.as_tensor(...)")
 
-BACKENDS = {b.name: b for b in (NUMPY, CUPY, TORCH, JAX)}
+NUMBA = Backend("numba", ("import numba", "import numpy as np"), "np", "_numpycode", fused=True,
+                row_sums_as_products=False)   # a bias gradient is a column sum inside a fused loop
+# one element of an expression inside a numba loop: NumPy's ufuncs take scalars there, np.where and
+# np.clip do not (the module defines these three small compiled functions)
+NUMBA_LOOP = Backend("numba", (), "np", "_numbacode", cast_form="DTYPE({})",
+                     renames={"where": "_where", "clip": "_clip", "ones_like": "_one"})
+
+BACKENDS = {b.name: b for b in (NUMPY, CUPY, TORCH, JAX, NUMBA)}
 

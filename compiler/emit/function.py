@@ -18,6 +18,7 @@ from . import prologue
 from .inplace import Action, Plan, matmul_operands, plan
 from .naming import value_names
 from .backends import NUMPY, Backend
+from .kernels import Fusion
 from .printer import Printer
 
 
@@ -34,6 +35,7 @@ class FunctionCode:
     workspace: bool = False   # takes `workspace=` (a Workspace whose arrays it may write into)
     direction: str | None = None  # the name of its direction argument (hvp's `vectors`)
     limit: int | None = None  # takes `limit=` (hessian: the most parameters it accepts)
+    kernels: tuple = ()       # the numba backend's fused loops this function calls (module level)
 
 
 def shape_literal(shape: Shape) -> str:
@@ -47,7 +49,7 @@ def line_ref(graph: Graph, line: int) -> str:
 
 def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, standalone: bool = False,
                   workspace: bool = False, check=None, direction: str | None = None,
-                  backend: Backend = NUMPY) -> tuple[FunctionCode, set]:
+                  backend: Backend = NUMPY, kernels: dict | None = None) -> tuple[FunctionCode, set]:
     """One generated function. `standalone` code reads symbolic sizes off its inputs instead of
     calling the module's check function `check` ((prologue.Check, training flag); by default one
     of its own). A `workspace` function may write its large products into arrays the caller keeps
@@ -58,6 +60,8 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     decisions = plan(sched, graph, printer, workspace and backend.workspace)
     writer = Writer(graph, sched, printer, names, dtype, decisions,
                     namer.fresh("buffer") if decisions.uses_workspace else None)
+    if backend.fused:
+        writer.fusion = Fusion(graph, sched, names, dtype, {} if kernels is None else kernels)
     body = writer.statements()
     ret = writer.returns(body)
     arrays = prologue.with_printed_sizes(arrays, body + [ret])
@@ -78,7 +82,8 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     doc = _doc(sched.program, graph, arrays.inputs, dtype, decisions.uses_workspace, direction)
     fn = FunctionCode(sched.program.name, summary, doc, [p.name for p in arrays.params],
                       [i.name for i in arrays.inputs], head, body, ret, decisions.uses_workspace,
-                      direction if sched.program.directions else None)
+                      direction if sched.program.directions else None,
+                      kernels=tuple(writer.fusion.kernels) if writer.fusion else ())
     return fn, printer.helpers
 
 
@@ -93,26 +98,40 @@ class Writer:
                               for st in (s.statement for s in sched.steps) if st.kind == "forward"}
         self.arguments = ({leaf.symbol for leaf in graph.leaves.values()}
                           | {leaf.symbol for leaf in sched.program.directions})
+        self.fusion: Fusion | None = None   # the numba backend's loops (kernels.py)
+        self.last_line = None
 
     def statements(self, only: set | None = None) -> list[str]:
         """The body's lines, of every step or of the step indices `only`."""
         body: list[str] = []
-        section = last_line = None
+        section = self.last_line = None
+        fusion = self.fusion if only is None else None
         for index, (step, action) in enumerate(zip(self.sched.steps, self.plan.actions)):
-            if only is not None and index not in only:
+            if (only is not None and index not in only) or (
+                    fusion and index in fusion.covered and index not in fusion.groups):
                 continue
             st = step.statement
             kind = SECTION_TITLES[st.priority[0] if st.priority else 0]
             if kind != section:
                 section = kind
                 body += ["", f"# ---- {kind} {'-' * (90 - len(kind))}"]
-            if st.kind == "backward" and st.line and (st.line, st.role) != last_line:
-                last_line = (st.line, st.role)
-                body.append(self.grad_header(st))
+            if fusion and index in fusion.groups:   # a kernel call: its headers go into the kernel
+                body += fusion.call(index, self.header)
+                continue
+            head = self.header(st)
+            body += [head] if head else []
             body += self.lines(st, action)
             if step.release:
                 body.append("del " + ", ".join(self.names[s] for s in step.release))
         return body
+
+    def header(self, st) -> str:
+        """The `# grad of ...` line that starts the backward statements of a new model line ("" when
+        `st` continues the current one)."""
+        if st.kind != "backward" or not st.line or (st.line, st.role) == self.last_line:
+            return ""
+        self.last_line = (st.line, st.role)
+        return self.grad_header(st)
 
     def lines(self, st, action: Action) -> list[str]:
         """The statement's own lines, `T = ...  # shape  file:line`, as its action says."""

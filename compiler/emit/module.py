@@ -76,11 +76,11 @@ def render_module(graph: Graph, schedules: dict[str, Schedule], dtype: str, vers
         source = "\n".join(prologue.check_function(check, leaf_names, backend))
         if source not in check_sources:
             check_sources.append(source)
-    functions, helpers = [], set()
+    functions, helpers, kernels = [], set(), {}
     for name in names:
         fn, used = emit_function(graph, schedules[name], SUMMARIES[name], dtype,
                                  workspace=name == "loss_and_grad", check=checks[name],
-                                 direction=DIRECTIONS.get(name), backend=backend)
+                                 direction=DIRECTIONS.get(name), backend=backend, kernels=kernels)
         functions.append(fn)
         helpers |= used
     if hessian:

@@ -21,6 +21,7 @@ from .special import erfc, gauss
 class sigmoid(Elementwise):
     """σ(x) = 1/(1 + e^-x), computed as (1 + tanh(x/2))/2: one transcendental, no overflow; its
     derivative reuses the output."""
+    fuse = "libm"   # exp/tanh per element: NumPy vectorises it, a loop does not
     temp, math = "sigmoid", ("σ({0})", r"\sigma\left({0}\right)")
     public, init_family = "sigmoid", "xavier"
     check = Check({"a": ((3, 2), (-3, 3))}, "sum(sigmoid(a) * a)",
@@ -57,6 +58,7 @@ def _gelu_tanh(x, evaluate=True):
 class gelu(Elementwise):
     """x·Φ(x) ≈ x/2·(1 + tanh(√(2/π)(x + 0.044715x³))): the smooth ReLU of transformers;
     gelu(x, exact=True) is x·Φ(x) with the error function."""
+    fuse = "libm"   # exp/tanh per element: NumPy vectorises it, a loop does not
     temp, math = "gelu", ("gelu({0})", r"\operatorname{{GELU}}\left({0}\right)")
     public, init_family, static = "gelu", "he", (("exact", False),)
     check = Check({"a": ((3, 2), (-3, 3))}, "sum(gelu(a) * a)",
@@ -99,6 +101,7 @@ class gelu_exact(Elementwise):
     """x·Φ(x) = x/2·erfc(−x/√2) (the model language's gelu(x, exact=True)); its derivative is
     Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π). erfc keeps Φ accurate in the left tail, where
     1 + erf(x/√2) would cancel; at x = −800 both are exactly 0, with no underflow."""
+    fuse = ""   # its erfc is an array helper
     temp, math = "gelu", ("gelu_exact({0})", r"\operatorname{{GELU}}_{{\mathrm{{erf}}}}\left({0}\right)")
     check = Check({"a": ((3, 2), (-3, 3))}, "sum(gelu(a, exact=True) * a)")
     edges = ((0.0, 0.5), (800.0, 1.0), (-800.0, 0.0), (-40.0, 0.0))  # tested in test_elementwise_ops
@@ -120,6 +123,7 @@ class gelu_exact(Elementwise):
 @register
 class silu(Elementwise):
     """x·σ(x) (swish): its derivative σ(x)·(1 + x·(1 − σ(x))) reuses the sigmoid."""
+    fuse = "libm"   # exp/tanh per element: NumPy vectorises it, a loop does not
     temp, math = "silu", ("silu({0})", r"\operatorname{{SiLU}}\left({0}\right)")
     public, init_family = "silu", "he"
     check = Check({"a": ((3, 2), (-3, 3))}, "sum(silu(a) * a)",
@@ -142,6 +146,7 @@ class silu(Elementwise):
 @register
 class softplus(Elementwise):
     """log(1 + e^x) via logaddexp: finite for any x; derivative σ(x)."""
+    fuse = "libm"   # exp/tanh per element: NumPy vectorises it, a loop does not
     temp, math = "softplus", ("softplus({0})", r"\operatorname{{softplus}}\left({0}\right)")
     public, init_family = "softplus", "he"
     check = Check({"a": ((3, 2), (-3, 3))}, "sum(softplus(a) * a)",
@@ -209,6 +214,7 @@ class leaky_relu(Elementwise):
 @register
 class elu(Elementwise):
     """x for x > 0, alpha·(e^x − 1) otherwise; its derivative there reuses the output: elu + alpha."""
+    fuse = "libm"   # exp/tanh per element: NumPy vectorises it, a loop does not
     temp, math = "elu", ("elu({0}, {1})", r"\operatorname{{elu}}_{{{1}}}\left({0}\right)")
     public, init_family, static = "elu", "he", (("alpha", 1.0),)
     check = Check({"a": ((3, 2), (-2, 2))}, "sum(elu(a) * a)",

@@ -50,15 +50,12 @@ def _operands_in_place(op: str):
     return forms
 
 
-def _pow_eager(a, b):
-    return np.power(a, b)
-
-
 native(sp.Add, temp="plus", vjp=_add_vjp, eager=np.add, in_place=_operands_in_place("+"),
        check=Check({"a": ((3, 2), (-1, 1)), "b": ((2,), (-1, 1))}, "sum(tanh(a + b + 1) * (a - b))"))
 native(sp.Mul, temp="times", vjp=_mul_vjp, eager=np.multiply, in_place=_operands_in_place("*"),
        check=Check({"a": ((3, 2), (-1, 1)), "b": ((2,), (-1, 1))}, "sum(a * b * a * 3 / (b * b + 1))"))
-native(sp.Pow, temp=_pow_temp, vjp=_pow_vjp, eager=_pow_eager,
+native(sp.Pow, temp=_pow_temp, vjp=_pow_vjp, eager=np.power,  # integer powers and roots: no pow()
+       fuse=lambda node: "map" if node.exp.is_Integer or node.exp in (sp.S.Half, -sp.S.Half) else "libm",
        singular=lambda node: not (node.exp.is_Integer and node.exp >= 0),
        check=Check({"a": ((3, 2), (0.5, 2)), "b": ((2,), (-1, 1))},
                    "sum(a ** 3 + sqrt(a) + a ** 0.7 + 1 / a + a ** b + 2 ** b)"))
@@ -92,11 +89,11 @@ class tanh(sp.tanh):
         return 1 - self**2
 
 
-native(sp.exp, temp="exp", public="exp", eager=np.exp, build=exp,
+native(sp.exp, temp="exp", public="exp", eager=np.exp, build=exp, fuse="libm",
        check=Check({"a": ((3, 2), (-2, 2))}, "sum(exp(a))", edges=((-800.0, 0.0), (0.0, 1.0))))
-native(sp.log, temp="log", public="log", eager=np.log, singular=lambda node: True,
+native(sp.log, temp="log", public="log", eager=np.log, fuse="libm", singular=lambda node: True,
        check=Check({"a": ((3, 2), (0.2, 3))}, "sum(log(a))", edges=((1e-300, 1e300),)))
-native(sp.tanh, temp="tanh", public="tanh", init_family="xavier", eager=np.tanh, build=tanh,
+native(sp.tanh, temp="tanh", public="tanh", init_family="xavier", eager=np.tanh, build=tanh, fuse="libm",
        check=Check({"a": ((3, 2), (-2, 2))}, "sum(tanh(a) * a)",
                    edges=((0.0, 1.0), (20.0, 0.0), (-20.0, 0.0))))
 native(sp.sign, temp="sign", vjp=lambda node, g, shape: (None,), eager=np.sign)

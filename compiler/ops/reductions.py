@@ -28,6 +28,7 @@ def input_elements(node, shapes, count) -> int:
 @register
 class reduce_sum(Op):
     """Sum over `axes` (static), optionally keeping them as size-1 dims."""
+    fuse = "sum"   # a fused loop adds each element of its operand into the result
     temp, view = "sum", False
     check = Check({"a": ((3, 4), (-1, 1))},
                   "sum(tanh(sum(a, axis=1))) + sum(sigmoid(sum(a, axis=0, keepdims=True)))"
@@ -74,6 +75,7 @@ class reduce_sum(Op):
 @register
 class reduce_max(Op):
     """Max over `axes`; the gradient is routed to the maxima, split evenly among ties."""
+    fuse = "max"
     temp, view = "max", False
     check = Check({"a": ((3, 4), (-1, 1))},
                   "sum(tanh(amax(a, axis=1))) + amax(a) + sum(amax(a, axis=0, keepdims=True) * a)")
@@ -172,6 +174,12 @@ class expand_dims(Op):
         index = ", ".join("None" if i in axes_of(self) else ":" for i in range(rank))
         return f"{arg(p, self.args[0])}[{index}]"
 
+    fuse = "index"
+
+    def _numbacode(self, p):
+        """One element in a fused loop: the operand's, without the inserted axes."""
+        return p.element(self.args[0], tuple(i for k, i in enumerate(p.index()) if k not in axes_of(self)))
+
 
 @register
 class squeeze(Op):
@@ -204,6 +212,14 @@ class squeeze(Op):
         index = ", ".join("0" if i in axes_of(self) else ":" for i in range(rank))
         return f"{arg(p, self.args[0])}[{index}]"
 
+    fuse = "index"
+
+    def _numbacode(self, p):
+        """One element in a fused loop: the operand's, at 0 on the dropped axes."""
+        index = iter(p.index())
+        return p.element(self.args[0], tuple("0" if k in axes_of(self) else next(index)
+                                             for k in range(p.rank(self.args[0]))))
+
 
 @register
 class broadcast_to(Op):
@@ -232,6 +248,12 @@ class broadcast_to(Op):
         if self.args[0].is_Number:  # a constant cotangent: a real array in the module's dtype
             return p.backend.new("full", f"{text}, {p._print(self.args[0])}")
         return f"np.broadcast_to({p._print(self.args[0])}, {text})"
+
+    fuse = "index"
+
+    def _numbacode(self, p):
+        """One element in a fused loop: the operand's, broadcast (a loop never materialises it)."""
+        return p._print(self.args[0])
 
 
 # ---- shapes after rewrites, and cotangents summed back ---------------------------------

@@ -59,6 +59,10 @@ class Rule:
     #                                  backward then reuses instead of recomputing (canonical.py)
     lower: Callable | None = None    # (node, shapes) -> the simpler ops it runs as, substituted after
     #                                  reverse mode (its own VJP kept; lower.py)
+    fuse: Callable = lambda node: ""  # node -> how a fused loop (the numba backend) computes it: "map"
+    #    (its scalar form, one element at a time), "libm" (the same, but it calls exp/log/tanh...,
+    #    which NumPy vectorises and a loop does not), "index" (`_loopcode` reads one element of its
+    #    operands), "sum"/"max" (a reduction the loop accumulates), "" (not in a loop: NumPy runs it)
 
     def tensor_args(self, node: sp.Basic) -> tuple:
         return node.args if self.n_tensor is None else node.args[: self.n_tensor]
@@ -100,10 +104,11 @@ def fdiff_vjp(node, g, shape):
     return tuple(g * node.fdiff(i + 1) for i in range(len(node.args)))
 
 
-def native(head, *, temp: str | Callable, vjp=fdiff_vjp, eager, **kw):
+def native(head, *, temp: str | Callable, vjp=fdiff_vjp, eager, fuse: str | Callable = "map", **kw):
     """Register one of SymPy's own heads; SymPy prints and simplifies it, the rule adds the rest."""
     REGISTRY[head] = Rule(head=head, shape_of=elementwise_shape, vjp=vjp, eager=eager, view=False,
-                          temp=temp if callable(temp) else (lambda node, t=temp: t), **kw)
+                          temp=temp if callable(temp) else (lambda node, t=temp: t),
+                          fuse=fuse if callable(fuse) else (lambda node, f=fuse: f), **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +137,7 @@ class Op(sp.Function):
     view: bool | None = None   # whether its result may share memory with an operand
     int_args: tuple = ()
     math: tuple | None = None  # (text, latex) templates over the printed tensor args {0}, {1}, ...
+    fuse: str | None = None    # Rule.fuse; None: "map" when elementwise, else "" (NumPy runs it)
     precedence = PRECEDENCE["Func"]
 
     def _eval_is_real(self):
@@ -206,7 +212,8 @@ def register(cls):
         int_args=cls.int_args, singular=lambda node: node.singular(), in_place=in_place,
         update=update, flops=getattr(cls, "flops", None),
         expand=(lambda node: node.expand()) if _declares(cls, "expand") else None,
-        lower=(lambda node, shapes: node.lower(shapes)) if _declares(cls, "lower") else None)
+        lower=(lambda node, shapes: node.lower(shapes)) if _declares(cls, "lower") else None,
+        fuse=lambda node, f=cls.fuse if cls.fuse is not None else "map" * cls.elementwise: f)
     return cls
 
 

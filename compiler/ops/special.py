@@ -83,6 +83,7 @@ def _gauss(x):
 class Special(Elementwise):
     """A unary op printed as a call `name(x)`: NumPy's function or the module's own helper."""
     call: str = ""
+    fuse = "libm"   # NumPy's function per element; the module's own helpers take arrays: fuse = ""
 
     def _numpycode(self, p):
         if self.call.startswith("_"):
@@ -154,6 +155,7 @@ class cosh(Special):
 @register
 class erf(Special):
     """erf x = 2/√π ∫₀ˣ e^(−t²) dt; its derivative 2/√π·e^(−x²) is 0 (not an underflow) for |x| > 26.5."""
+    fuse = ""
     temp, math, public, call = "erf", ("erf({0})", r"\operatorname{{erf}}\left({0}\right)"), "erf", "_erf"
     helper = _ERF_HELPER
     check = Check({"a": ((3, 2), (-2.5, 2.5))}, "sum(erf(a) * a)",
@@ -170,6 +172,7 @@ class erf(Special):
 @register
 class erfc(Special):
     """erfc x = 1 − erf x, kept accurate in the tail (the normal CDF of the exact GELU uses it)."""
+    fuse = ""
     temp, math, call = "erfc", ("erfc({0})", r"\operatorname{{erfc}}\left({0}\right)"), "_erfc"
     check = Check({"a": ((3, 2), (-2.5, 2.5))}, "sum(apply(P.erfc, a) * a)")
 
@@ -184,6 +187,7 @@ class erfc(Special):
 @register
 class gauss(Special):
     """e^(−x²), 0 instead of an underflow for |x| > 26.5 (backward only: erf's derivative)."""
+    fuse = ""
     temp, call = "gauss", "_gauss"
     check = Check({"a": ((3, 2), (-2.5, 2.5))}, "sum(apply(P.gauss, a) * a)")
 

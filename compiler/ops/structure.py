@@ -65,6 +65,13 @@ class pick(Op):
         z, labels = arg(p, self.args[0]), p._print(self.args[1])
         return f"{z}[{p.backend.arange(p.shapes(self.args[1])[0])}, {labels}]"
 
+    fuse = "index"
+
+    def _numbacode(self, p):
+        """One element in a fused loop: z[i, labels[i]]."""
+        row = p.index()[0]
+        return p.element(self.args[0], (row, p.element(self.args[1], (row,))))
+
 
 @register
 class one_hot(Op):
@@ -83,6 +90,13 @@ class one_hot(Op):
 
     def _numpycode(self, p):
         return f"{p.backend.new('eye', p._print(self.args[1]))}[{p._print(self.args[0])}]"
+
+    fuse = "index"
+
+    def _numbacode(self, p):
+        """One element in a fused loop: 1 where the label is this column's class."""
+        index = p.index()
+        return p.backend.cast(f"{p.element(self.args[0], index[:-1])} == {index[-1]}")
 
     @staticmethod
     def update(hot, term, p, buffer: str, op: str) -> str | None:
