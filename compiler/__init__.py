@@ -15,7 +15,7 @@ from .dag import substitute_until_fixed
 from .emit import render_module
 from .emit import backends
 from .errors import CompileError, ModelError
-from .fuse import split_for_loops
+from .fuse import cluster, split_for_loops
 from .derivatives import FUNCTIONS
 from .lower import lower
 from .optimize import build_program, slice_program
@@ -104,6 +104,8 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
     timings["optimize"] = time.perf_counter() - t
     t = time.perf_counter()
     schedules = {name: schedule(p, graph.shapes) for name, p in programs.items()}
+    if library.fused:   # loop statements next to the loops they read: one kernel
+        schedules = {name: cluster(s, graph.shapes) for name, s in schedules.items()}
     timings["schedule"] = time.perf_counter() - t
 
     t = time.perf_counter()

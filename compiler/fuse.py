@@ -15,6 +15,7 @@ import sympy as sp
 
 from .ops import make, rule_for
 from .optimize import Program, Statement
+from .schedule import Schedule, in_order
 from .shapes import numel
 
 # A loop computes exp, log and tanh one element at a time through libm; NumPy's vectorised ufuncs
@@ -83,3 +84,25 @@ def split_for_loops(program: Program, shapes) -> Program:
         expr = hoist(st.expr, st, True)
         statements.append(st if expr is st.expr else replace(st, expr=expr))
     return replace(program, statements=statements)
+
+
+def cluster(sched: Schedule, shapes) -> Schedule:
+    """The schedule with each loop statement moved up to just after the run of loop statements
+    that computes what it reads (within its section of the function), so they share a kernel: a
+    bias gradient's column sum joins the loop of its cotangent instead of waiting for the weight
+    gradient's product scheduled in between."""
+    program = sched.program
+    position = {st.target: i for i, st in enumerate(program.statements)}
+    order: list = []   # statements
+    for st in (step.statement for step in sched.steps):
+        at = len(order)
+        if is_loop(st.expr, shapes):
+            reads = st.expr.free_symbols
+            last = max((i for i, o in enumerate(order) if o.target in reads), default=-1)
+            at = last + 1
+            while at < len(order) and (order[at].priority[:1] < st.priority[:1]
+                                       or (at > 0 and is_loop(order[at].expr, shapes)
+                                           and is_loop(order[at - 1].expr, shapes))):
+                at += 1
+        order.insert(at, st)
+    return in_order(program, [position[st.target] for st in order], shapes)

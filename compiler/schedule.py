@@ -28,7 +28,14 @@ def schedule(program: Program, shapes, keep_alive=()) -> Schedule:
     by_target = {s.target: i for i, s in enumerate(stmts)}
     order = toposort(range(len(stmts)), key=lambda i: stmts[i].priority,
                      deps=lambda i: {by_target[x] for x in stmts[i].expr.free_symbols if x in by_target})
+    return in_order(program, order, shapes, keep_alive)
 
+
+def in_order(program: Program, order: list[int], shapes, keep_alive=()) -> Schedule:
+    """The statements in `order` (indices into program.statements, dependencies first), each with
+    the batch-sized values that die after it."""
+    stmts = program.statements
+    by_target = {s.target: i for i, s in enumerate(stmts)}
     returned = set()
     for e in program.results():
         returned |= e.free_symbols

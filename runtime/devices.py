@@ -10,7 +10,8 @@ import importlib
 
 import numpy as np
 
-BACKENDS = ("numpy", "cupy", "torch", "jax")
+BACKENDS = ("numpy", "cupy", "torch", "jax", "numba")
+HOST = ("numpy", "numba")   # backends whose arrays are NumPy arrays on the CPU
 
 
 class DeviceError(RuntimeError):
@@ -33,7 +34,7 @@ class Device:
     def put(self, array):
         """A host array (or NumPy scalar, or this backend's array anywhere) as an array of this
         backend on this device."""
-        if self.backend == "numpy":
+        if self.backend in HOST:
             return array
         if self.backend == "torch":
             if isinstance(array, self.lib.Tensor):
@@ -80,7 +81,7 @@ def _namespace(array) -> str:
 
 
 def _library(backend: str):
-    name = {"numpy": "numpy", "cupy": "cupy", "torch": "torch", "jax": "jax.numpy"}[backend]
+    name = {"numpy": "numpy", "cupy": "cupy", "torch": "torch", "jax": "jax.numpy", "numba": "numba"}[backend]
     try:
         return importlib.import_module(name)
     except ImportError as e:
@@ -89,9 +90,9 @@ def _library(backend: str):
 
 
 def _device_name(backend: str, device: str | None, lib) -> str:
-    if backend == "numpy":
+    if backend in HOST:
         if device not in (None, "cpu"):
-            raise DeviceError(f"the numpy backend runs on the CPU only, not {device!r}; "
+            raise DeviceError(f"the {backend} backend runs on the CPU only, not {device!r}; "
                               "use --backend cupy, torch or jax for a GPU")
         return "cpu"
     if backend == "cupy":

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .devices import Device, HostModule
+from .devices import HOST, Device, HostModule
 
 
 def fans(shape: tuple) -> tuple[int, int]:
@@ -56,7 +56,7 @@ class Model:
     def on_host(self) -> "Model":
         """The same model taking and returning NumPy arrays whatever its backend (each call moves
         its arrays to the device and back): for checks and scipy, not for training speed."""
-        if self.backend == "numpy":
+        if self.backend in HOST:
             return self
         return Model(HostModule(self.module, self.device), Device("numpy"))
 

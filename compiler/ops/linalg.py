@@ -52,6 +52,10 @@ class matmul(Op):
             return g * b, g * a
         return matmul.stacked_vjp(self, g, shape)
 
+    def in_njit(self, shapes) -> bool:
+        """numba's `@` (BLAS gemm) takes matrices."""
+        return all(len(shapes(a)) == 2 for a in self.args)
+
     @staticmethod
     def stacked_vjp(node, g, shape):
         """The cotangents of a product of stacks; stacks.py installs it (it sums over broadcast batch
@@ -178,6 +182,9 @@ class transpose(Op):
 
     def _numpycode(self, p):
         return f"{arg(p, self.args[0])}.T"
+
+    def in_njit(self, shapes) -> bool:
+        return len(shapes(self)) == 2
 
     def _torchcode(self, p):
         """torch's .T is for matrices only: other ranks reverse their axes with permute."""

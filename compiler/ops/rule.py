@@ -63,6 +63,8 @@ class Rule:
     #    (its scalar form, one element at a time), "libm" (the same, but it calls exp/log/tanh...,
     #    which NumPy vectorises and a loop does not), "index" (`_loopcode` reads one element of its
     #    operands), "sum"/"max" (a reduction the loop accumulates), "" (not in a loop: NumPy runs it)
+    njit: Callable = lambda node, shapes: False   # its NumPy form, as printed, compiles under numba
+    #    (a whole step of the numba backend runs in one compiled function when every op's does)
 
     def tensor_args(self, node: sp.Basic) -> tuple:
         return node.args if self.n_tensor is None else node.args[: self.n_tensor]
@@ -213,7 +215,8 @@ def register(cls):
         update=update, flops=getattr(cls, "flops", None),
         expand=(lambda node: node.expand()) if _declares(cls, "expand") else None,
         lower=(lambda node, shapes: node.lower(shapes)) if _declares(cls, "lower") else None,
-        fuse=lambda node, f=cls.fuse if cls.fuse is not None else "map" * cls.elementwise: f)
+        fuse=lambda node, f=cls.fuse if cls.fuse is not None else "map" * cls.elementwise: f,
+        njit=(lambda node, shapes: node.in_njit(shapes)) if _declares(cls, "in_njit") else Rule.njit)
     return cls
 
 
