@@ -65,6 +65,12 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     body = writer.statements()
     ret = writer.returns(body)
     arrays = prologue.with_printed_sizes(arrays, body + [ret])
+    step = writer.fusion.whole_step(sched.program.name, writer, body, arrays) if writer.fusion else None
+    if step is not None:   # numba, small shapes: the whole body runs as one compiled function
+        source, call, condition = step
+        writer.fusion.kernels.append(source)
+        body = ["", f"if {condition}:  # small shapes: the whole step in one compiled call",
+                *("    " + line for line in call), "    return " + ret.replace("\n", "\n    ")] + body
     if standalone:
         head = prologue.standalone_prologue(graph, arrays, names)
     else:

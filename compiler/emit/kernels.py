@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from ..fuse import fuse_kind, is_loop, tensor_args
+from ..ops import rule_for
 from ..ops.rule import axes_of
-from ..shapes import fmt
+from ..shapes import fmt, numel
 from .backends import NUMBA_LOOP
 from .printer import Printer
 
 INDEX_NAMES = "ijklmn"
+WHOLE_STEP_ELEMENTS = 2 ** 16   # the largest value, up to which a small-shape step runs compiled whole
 
 
 class LoopPrinter(Printer):
@@ -102,6 +104,14 @@ def _reads(expr, direct: bool = True, out=None) -> list:
     return out
 
 
+def _njit_tree(expr, shapes) -> bool:
+    """Whether numba compiles `expr`'s NumPy form (Rule.njit of every op in it)."""
+    if expr.is_Atom:
+        return True
+    rule = rule_for(expr)
+    return rule is not None and rule.njit(expr, shapes) and all(_njit_tree(a, shapes) for a in tensor_args(expr))
+
+
 def _is_size(symbol, shapes) -> bool:
     """A symbolic size (the batch B): an integer the function binds from its arrays' shapes."""
     return bool(symbol.is_integer) and shapes(symbol) == ()
@@ -151,6 +161,54 @@ class Fusion:
                 del self.groups[first]
         self.covered = {i for indices in self.groups.values() for i in indices}
         self.kernels: list[str] = []
+
+    def whole_step(self, function: str, writer, body: list[str], arrays) -> tuple[str, list[str]] | None:
+        """The function's whole body as one compiled function, when every statement outside the
+        kernels compiles under numba too (an MLP's matrix products): one call from Python per
+        step instead of one per kernel and product. Returns its source and the lines calling it."""
+        shapes, names, program = self.shapes, self.names, self.sched.program
+        if program.directions or not self.groups:
+            return None
+        for i, (step, action) in enumerate(zip(self.sched.steps, writer.plan.actions)):
+            st = step.statement
+            if i in self.covered:
+                continue
+            if action.kind not in ("fresh", "returned") or action.workspace or not _njit_tree(st.expr, shapes):
+                return None
+            if action.kind == "returned" and writer.returned_value(st.expr, action.leaf.shape) != \
+                    writer.printer.doprint(st.expr):
+                return None
+        leaves = {leaf.symbol for leaf in self.graph.leaves.values()}
+        results = sorted({s for e in program.results() for s in e.free_symbols
+                          if s not in leaves and not _is_size(s, shapes)}, key=lambda s: names[s])
+        if not results:
+            return None
+        params = [names[leaf.symbol] for leaf in arrays.loads] + list(arrays.dims)
+        name = f"_{function}_step"
+        returned = ", ".join(names[s] for s in results)
+        source = "\n".join(
+            ["@numba.njit(cache=_CACHE)", f"def {name}({', '.join(params)}):",
+             f'    """{function}\'s whole body in one compiled call (its kernels and matrix products)."""']
+            + ["    " + line if line else "" for line in body if not line.startswith("del ")]
+            + [f"    return {returned}"])
+        call = [f"{returned} = {name}({', '.join(params)})  # the whole step, compiled"]
+        call += [f"{names[s]} = DTYPE({names[s]})" for s in results if shapes(s) == ()]
+        return source, call, self.small(arrays)
+
+    def small(self, arrays) -> str:
+        """The condition under which the whole step beats NumPy's calls between the kernels: all its
+        values together small (the products then cost less than the calls); on large arrays a
+        step compiled whole keeps every intermediate alive to its end (numba frees none early),
+        slower than the fused body's `del`s."""
+        per_sample, dims = 1, set()
+        for step in self.sched.steps:
+            shape = self.shapes(step.statement.target)
+            symbolic = [d for d in shape if isinstance(d, str)]
+            if symbolic:
+                per_sample = max(per_sample, numel(shape, {d: 1 for d in symbolic}))
+                dims |= set(symbolic)
+        size = " * ".join(sorted(d if d.isidentifier() else f"({d})" for d in dims)) or "1"
+        return f"{size} <= {max(WHOLE_STEP_ELEMENTS // per_sample, 1)}"
 
     def read_after(self, last: int) -> set:
         """Symbols read by a step after `last` or by the function's results."""
