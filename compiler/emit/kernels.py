@@ -104,6 +104,12 @@ def _reads(expr, direct: bool = True, out=None) -> list:
     return out
 
 
+def _one_pass(expr) -> bool:
+    """One elementwise op of names and numbers (`mm + b`): NumPy makes one pass over it too, and a
+    kernel of its own would cost a compilation for one call's dispatch."""
+    return fuse_kind(expr) == "map" and all(a.is_Atom for a in expr.args)
+
+
 def _njit_tree(expr, shapes) -> bool:
     """Whether numba compiles `expr`'s NumPy form (Rule.njit of every op in it)."""
     if expr.is_Atom:
@@ -156,8 +162,13 @@ class Fusion:
                 self.groups[start] = [i]
             else:
                 start = None
-        for first, indices in list(self.groups.items()):   # scalars alone: NumPy's arithmetic
-            if all(_iteration_shape(steps[i].statement, self.shapes) == () for i in indices):
+        # a function that compiles whole keeps every loop; otherwise what NumPy does as fast (one
+        # elementwise op) and scalars alone stay NumPy's: each kernel costs a compilation
+        whole = sched.program.directions == [] and all(
+            loop[i] or _njit_tree(step.statement.expr, self.shapes) for i, step in enumerate(steps))
+        for first, indices in list(self.groups.items()):
+            if all(_iteration_shape(steps[i].statement, self.shapes) == () for i in indices) or (
+                    not whole and len(indices) == 1 and _one_pass(steps[first].statement.expr)):
                 del self.groups[first]
         self.covered = {i for indices in self.groups.values() for i in indices}
         self.kernels: list[str] = []
