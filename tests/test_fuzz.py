@@ -204,11 +204,14 @@ def test_random_mlps_match_central_differences(tmp_path_factory, text, batch, se
 
 @settings(max_examples=30 if PROFILE == "ci" else 1000)
 @given(random_graphs(), st.integers(0, 2**32 - 1))
-def test_random_compositions_on_torch_and_jax_equal_numpy(tmp_path_factory, case, seed):
+def test_random_compositions_on_other_backends_equal_numpy(tmp_path_factory, case, seed):
     """The same random compositions printed for torch and JAX (their own forms of clamps, casts,
-    constants, reductions): loss, gradient and H·v equal the NumPy module's, itself checked above."""
+    constants, reductions) and numba (fused loops: each op's scalar form, broadcasts as indices,
+    reductions accumulated in the loops): loss, gradient and H·v equal the NumPy module's, itself
+    checked above."""
     pytest.importorskip("torch")
     pytest.importorskip("jax")
+    pytest.importorskip("numba")
     text, shapes = case
     _log(text)
     folder = tmp_path_factory.mktemp("fuzz_backends")
@@ -220,7 +223,7 @@ def test_random_compositions_on_torch_and_jax_equal_numpy(tmp_path_factory, case
     vectors = {name: rng.standard_normal(shape) for name, shape in shapes.items()}
     want = reference.hvp(params, vectors)
     scale = max(1.0, *(float(np.linalg.norm(g)) for part in want[1:] for g in part.values()))
-    for backend in ("torch", "jax"):
+    for backend in ("torch", "jax", "numba"):
         model = runtime.load(str(path), functions=("hvp",), backend=backend, device="cpu").on_host()
         loss, grads, hv = model.hvp(params, vectors)
         assert abs(float(loss) - want[0]) <= 1e-12 * max(1.0, abs(want[0])), (backend, text)

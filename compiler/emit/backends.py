@@ -73,9 +73,10 @@ class Backend:
         NumPy views int64 as unsigned, so one reduction checks both ends; the others call the
         module's `_labels_ok`, which skips what it cannot read (values JAX is tracing, a GPU's
         while a CUDA graph is captured)."""
-        if self.alias == "np":
+        if self.alias == "np":   # numba: a compiled loop, cheaper than a NumPy reduction's dispatch
             conds = [f"{v}.dtype == np.int64"]
-            return conds + [f"{v}.view(np.uint64).max() < {classes}"] * (classes is not None)
+            check = f"_labels_ok({v}, {classes})" if self.fused else f"{v}.view(np.uint64).max() < {classes}"
+            return conds + [check] * (classes is not None)
         conds = [f"np.issubdtype({v}.dtype, np.integer)" if self.name == "jax"
                  else f"{v}.dtype == {self.alias}.int64"]
         return conds + [f"_labels_ok({v}, {classes})"] * (classes is not None)

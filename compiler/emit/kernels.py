@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..fuse import fuse_kind, is_loop, tensor_args
 from ..ops import rule_for
@@ -43,6 +44,12 @@ class LoopPrinter(Printer):
         finally:
             self.context.pop()
 
+    def operand(self, expr, index: tuple) -> str:
+        """`expr`'s element at `index` as an op's result: parenthesised unless it binds like a call
+        (`expand_dims(1 - t**2)` times a mask is `(1 - t[i]**2)*m`)."""
+        text = self.element(expr, index)
+        return f"({text})" if precedence(expr) < PRECEDENCE["Func"] else text
+
     def value(self, expr, index: tuple) -> str:
         """The text of `expr`'s element at `index`, in a loop's names (np.where is _where)."""
         return self.backend.translate(self.element(expr, index))
@@ -51,12 +58,16 @@ class LoopPrinter(Printer):
         """The index of the element being printed (an op's `_numbacode` reads its operands there)."""
         return self.context[-1][1]
 
+    def index_of(self, operand) -> tuple:
+        """Where `operand` is read for the element being printed: NumPy's broadcast."""
+        shape, index = self.context[-1]
+        return broadcast_index(self.shapes(operand), shape, index)
+
     def _print(self, expr, **kwargs):
         """A child is printed at its parent's index, broadcast to its own shape (NumPy's rules)."""
         if not self.context or not isinstance(expr, sp.Expr):
             return super()._print(expr, **kwargs)
-        shape, index = self.context[-1]
-        return self.element(expr, broadcast_index(self.shapes(expr), shape, index))
+        return self.element(expr, self.index_of(expr))
 
     def _print_Symbol(self, expr):
         if expr in self.scalars:

@@ -178,7 +178,7 @@ class expand_dims(Op):
 
     def _numbacode(self, p):
         """One element in a fused loop: the operand's, without the inserted axes."""
-        return p.element(self.args[0], tuple(i for k, i in enumerate(p.index()) if k not in axes_of(self)))
+        return p.operand(self.args[0], tuple(i for k, i in enumerate(p.index()) if k not in axes_of(self)))
 
 
 @register
@@ -217,7 +217,7 @@ class squeeze(Op):
     def _numbacode(self, p):
         """One element in a fused loop: the operand's, at 0 on the dropped axes."""
         index = iter(p.index())
-        return p.element(self.args[0], tuple("0" if k in axes_of(self) else next(index)
+        return p.operand(self.args[0], tuple("0" if k in axes_of(self) else next(index)
                                              for k in range(p.rank(self.args[0]))))
 
 
@@ -253,7 +253,7 @@ class broadcast_to(Op):
 
     def _numbacode(self, p):
         """One element in a fused loop: the operand's, broadcast (a loop never materialises it)."""
-        return p._print(self.args[0])
+        return p.operand(self.args[0], p.index_of(self.args[0]))
 
 
 # ---- shapes after rewrites, and cotangents summed back ---------------------------------

@@ -70,7 +70,7 @@ class pick(Op):
     def _numbacode(self, p):
         """One element in a fused loop: z[i, labels[i]]."""
         row = p.index()[0]
-        return p.element(self.args[0], (row, p.element(self.args[1], (row,))))
+        return p.operand(self.args[0], (row, p.element(self.args[1], (row,))))
 
 
 @register
