@@ -196,3 +196,17 @@ def test_command_line_compiles_and_trains_with_numba(tmp_path, capsys, monkeypat
     assert "import numba\n" in (tmp_path / "m.py").read_text()
     assert main(["train", path, "--backend", "numba", "--epochs", "1", "--quiet", "--out", "run"]) == 0
     assert "numba on cpu" in capsys.readouterr().out and (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_show_grad_prints_a_slice_with_its_kernels_that_runs_on_its_own():
+    from compiler import inspection
+    path = os.path.join(EXAMPLES, "digits_mlp.py")
+    text = inspection.show_gradient(compiler.compile_model(path, backend="numba"), "hidden.W")
+    assert "@numba.njit(cache=_CACHE)\ndef _fused_" in text and "small shapes" not in text
+    namespace: dict = {}
+    exec(compile(text, "<slice>", "exec"), namespace)
+    model = runtime.load(path)
+    params = model.init_params(0)
+    x, y = np.random.default_rng(0).standard_normal((5, 64)), np.arange(5)
+    got = namespace["grad_hidden_W"](params, x=x, y=y)["hidden.W"]
+    np.testing.assert_allclose(got, model.loss_and_grad(params, x=x, y=y)[1]["hidden.W"], rtol=1e-12, atol=1e-15)

@@ -65,7 +65,8 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     body = writer.statements()
     ret = writer.returns(body)
     arrays = prologue.with_printed_sizes(arrays, body + [ret])
-    step = writer.fusion.whole_step(sched.program.name, writer, body, arrays) if writer.fusion else None
+    step = (writer.fusion.whole_step(sched.program.name, writer, body, arrays)
+            if writer.fusion and not standalone else None)   # a slice shown on its own reads simply
     if step is not None:   # numba, small shapes: the whole body runs as one compiled function
         source, call, condition = step
         writer.fusion.kernels.append(source)
