@@ -112,7 +112,7 @@ def test_the_loops_fuse_what_the_issue_names():
     assert "x_mm = x @ hidden_W" in source and "d_hidden_W = x.T @ d_hidden_pre" in source
     assert re.search(r"if B <= \d+:  # small shapes: the whole step in one compiled call\n"
                      r"        .* = _loss_and_grad_step\(x, y, hidden_W, hidden_b, out_W, out_b, B\)", source)
-    assert source.count("@numba.njit(cache=_CACHE)") == len(kernels) + 3   # + forward/loss/lag steps
+    assert source.count("@numba.njit(cache=_CACHE)") == len(kernels) + 4   # _labels_ok, 3 steps
 
 
 def test_a_wide_layers_tanh_stays_numpy_and_a_small_ones_is_fused():
