@@ -1,7 +1,7 @@
 """examples/lenet_mnist5k.py (LeNet on 28×28×1 images, channels last): the generated loss_and_grad at batch 64 in float32 and
 float64 (median of 20 calls), and PyTorch eager (forward, loss and backward) when torch is installed.
 
-    .venv/bin/python -m benchmarks.conv2d_bench [--batch 64] [--repeat 20] [--threads 1]
+    .venv/bin/python -m benchmarks.conv2d_bench [--batch 64] [--repeat 20] [--threads 1] [--backend numba]
 
 --threads limits BLAS (threadpoolctl) and torch to that many threads: on a small shared machine
 OpenBLAS's own threads contend with other processes and single calls take up to a second.
@@ -24,9 +24,9 @@ def median_ms(fn, repeat: int) -> float:
     return 1000 * statistics.median(timeit.repeat(fn, number=1, repeat=repeat))
 
 
-def generated(batch: int, repeat: int, dtype: str) -> float:
+def generated(batch: int, repeat: int, dtype: str, backend: str = "numpy") -> float:
     import runtime
-    model = runtime.load(str(LENET), dtype=dtype)
+    model = runtime.load(str(LENET), dtype=dtype, backend=backend)
     params = model.init_params(0)
     rng = np.random.default_rng(0)
     x = rng.random((batch, 784)).astype(dtype)  # flattened 28x28 images, as mnist5k ships them
@@ -59,11 +59,13 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="BLAS and torch threads (default: theirs)")
+    parser.add_argument("--backend", default="numpy", help="the generated module's backend (numpy, numba)")
     args = parser.parse_args(argv)
     print(f"LeNet loss_and_grad, batch {args.batch}, median of {args.repeat} (ms), "
-          f"threads {args.threads or 'default'}")
+          f"threads {args.threads or 'default'}, generated with the {args.backend} backend")
     with limit_threads(args.threads):
-        side_by_side("LeNet, batch %d" % args.batch, lambda d: generated(args.batch, args.repeat, d),
+        side_by_side("LeNet, batch %d" % args.batch,
+                     lambda d: generated(args.batch, args.repeat, d, args.backend),
                      lambda d: torch_eager(args.batch, args.repeat, d))
 
 
