@@ -39,6 +39,7 @@ LAYERS = [
     ("lower", {"lower"}),                # after ad: ops kept whole for their VJP become their pieces
     ("optimize", {"optimize"}),
     ("schedule", {"schedule"}),
+    ("fuse", {"fuse"}),                  # numba: what compiled loops compute, and their order
     ("emit", {"emit", "naming", "printer"}),  # naming, printer: moved into emit/, kept as aliases
     ("inspection", {"inspection", "explain", "draw", "eager"}),  # beside emit, reading the stages
     ("driver", {""}),                    # compiler/__init__.py: compile_model runs the chain
