@@ -51,7 +51,7 @@ def compile_model(path: str, dtype: str = "float64", *, source: str | None = Non
                   display_path: str | None = None, functions=(), backend: str = "numpy") -> Compiled:
     """Run every stage on one model file; the chain of stages reads top to bottom. `functions`
     adds any of hvp, jvp, input_grad, hessian to forward, loss and loss_and_grad; `backend` is the
-    array library the module calls (numpy, cupy, torch, jax)."""
+    array library the module calls (numpy, cupy, torch, jax, numba)."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}", fix=f"use one of {', '.join(BACKENDS)}")
     library = backends.BACKENDS[backend]
