@@ -56,12 +56,12 @@ class MLPBuffers:
 def activate(z, activation):
     """The activation in place: sigmoid through one tanh, as the generated module computes it."""
     if activation == "relu":
-        np.maximum(z, 0, z)
+        np.maximum(z, 0, out=z)
     elif activation == "tanh":
-        np.tanh(z, z)
+        np.tanh(z, out=z)
     else:
         z *= 0.5
-        np.tanh(z, z)
+        np.tanh(z, out=z)
         z *= 0.5
         z += 0.5
 
@@ -69,12 +69,12 @@ def activate(z, activation):
 def derivative(h, activation, g):
     """The activation's derivative from its output h, written into g."""
     if activation == "relu":
-        np.greater(h, 0, g)
+        np.greater(h, 0, out=g)
     elif activation == "tanh":
-        np.multiply(h, h, g)
-        np.subtract(1, g, g)
+        np.multiply(h, h, out=g)
+        np.subtract(1, g, out=g)
     else:
-        np.subtract(1, h, g)
+        np.subtract(1, h, out=g)
         g *= h
     return g
 
@@ -196,8 +196,8 @@ def make_cnn_loss_and_grad(layers):
             z += params[keys[i][1]]
             z3 = z.reshape(c.mask.shape)
             nxt = convs[i + 1].inner if i + 1 < len(convs) else buf.flat.reshape(z3.shape)
-            np.maximum(z3, 0, nxt)
-            np.greater(z3, 0, c.mask)
+            np.maximum(z3, 0, out=nxt)
+            np.greater(z3, 0, out=c.mask)
         logits = buf.flat.dot(params["out.W"])
         logits += params["out.b"]
         loss, d = cross_entropy(logits, y, buf.k)
@@ -206,7 +206,7 @@ def make_cnn_loss_and_grad(layers):
         for i in range(len(convs) - 1, -1, -1):
             c, (kW, kb) = convs[i], keys[i]
             W = params[kW]
-            np.multiply(dh.reshape(c.mask.shape), c.mask, c.dz.reshape(c.mask.shape))
+            np.multiply(dh.reshape(c.mask.shape), c.mask, out=c.dz.reshape(c.mask.shape))
             grads[kW] = c.cols.T.dot(c.dz, c.gW).reshape(W.shape)
             grads[kb] = c.ones.dot(c.dz, c.gb)
             if i:

@@ -1,13 +1,22 @@
 """The same MLP step in other libraries, when they are installed: torch eager, jax.jit of
-value_and_grad, and HIPS autograd. Each builder returns a zero-argument step function."""
+value_and_grad, PyTensor compiled by numba, and HIPS autograd. Each builder returns a zero-argument
+step function. The worker limits every library to one thread (benchmarks/worker.py)."""
 from __future__ import annotations
 
 import numpy as np
 
 
+def one_torch_thread(torch):
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or inter-op work has started: it stays as it is
+        pass
+
+
 def torch_step(params, x, y, names, activation, dtype):
     import torch
-    torch.set_num_threads(1)
+    one_torch_thread(torch)
     tdt = torch.float32 if dtype == "float32" else torch.float64
     P = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in params.items()}
     X, Y = torch.tensor(x, dtype=tdt), torch.tensor(y, dtype=torch.int64)
@@ -77,6 +86,8 @@ def autograd_step(params, x, y, names, activation, dtype):
 
 
 def pytensor_step(params, x, y, names, activation, dtype):
+    """PyTensor's graph compiled with mode="NUMBA" (PyTensor 3's default; its C mode finds no BLAS
+    in a pip install and says it is "severely degraded", so it is not measured)."""
     import pytensor
     import pytensor.tensor as pt
     floatx = "float32" if dtype == "float32" else "float64"
@@ -91,18 +102,19 @@ def pytensor_step(params, x, y, names, activation, dtype):
     logp = pt.special.log_softmax(h, axis=1)
     loss = -logp[pt.arange(Y.shape[0]), Y].mean()
     keys = list(params)
-    f = pytensor.function([X, Y] + [P[k] for k in keys], [loss] + pytensor.grad(loss, [P[k] for k in keys]))
+    f = pytensor.function([X, Y] + [P[k] for k in keys], [loss] + pytensor.grad(loss, [P[k] for k in keys]),
+                          mode="NUMBA")
     args = [x, y] + [params[k] for k in keys]
     return lambda: f(*args)
 
 
-PEERS = {"torch": torch_step, "jax": jax_step, "autograd": autograd_step, "pytensor": pytensor_step}
+PEERS = {"torch": torch_step, "jax": jax_step, "autograd": autograd_step, "pytensor_numba": pytensor_step}
 
 
 def torch_cnn_step(params, x, y, layers, dtype):
     """The same CNN in torch eager (channels first, weights transposed from symgrad's layout)."""
     import torch
-    torch.set_num_threads(1)
+    one_torch_thread(torch)
     tdt = torch.float32 if dtype == "float32" else torch.float64
     P = {}
     for name, *_ in layers:
