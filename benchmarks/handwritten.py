@@ -110,18 +110,23 @@ def make_loss_and_grad(names: list[str], activation: str):
 
 
 def make_matmul_floor(names: list[str]):
-    """Only the matrix products of one step: forward x·W, backward hᵀ·d and d·Wᵀ (no dX for x)."""
+    """Only the matrix products of one step, into the hand-written step's buffers: forward x·W,
+    backward hᵀ·d and d·Wᵀ (no dX for x)."""
+    layers = [(name + ".W", name + ".b") for name in names]
+    buffers = {}
+
     def floor(params, x, y):
-        hs = [x]
-        h = x
-        for name in names:
-            h = h.dot(params[f"{name}.W"])
+        key = (x.shape[0], x.dtype)
+        buf = buffers.get(key) or buffers.setdefault(key, MLPBuffers(params, layers, *key))
+        hs, h = [x], x
+        for i, (kW, _) in enumerate(layers):
+            h = h.dot(params[kW], buf.z[i])
             hs.append(h)
         d = h
-        for i in range(len(names) - 1, -1, -1):
-            hs[i].T.dot(d)
-            if i > 0:
-                d = d.dot(params[f"{names[i]}.W"].T)
+        for i in range(len(layers) - 1, -1, -1):
+            hs[i].T.dot(d, buf.gW[i])
+            if i:
+                d = d.dot(params[layers[i][0]].T, buf.d[i - 1])
         return None
     return floor
 

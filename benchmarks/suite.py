@@ -119,13 +119,13 @@ def thread_problems(reports: dict) -> list[str]:
     return bad
 
 
-def first_calls(models, cpu, log) -> list[dict]:
+def first_calls(models, cpu, log, backends=("numba", "numpy")) -> list[dict]:
     """The first call's cost in fresh processes: cold (empty symgrad and numba caches: symgrad
     compiles the module, numba its kernels) then cached (a second process reusing both on-disk
     caches), for the numba module and, for comparison, the NumPy one."""
     rows = []
     for model in models:
-        for backend in ("numba", "numpy"):
+        for backend in backends:
             with tempfile.TemporaryDirectory() as tmp:
                 env = {"SYMGRAD_CACHE": os.path.join(tmp, "symgrad"), "NUMBA_CACHE_DIR": os.path.join(tmp, "numba")}
                 for state in ("cold", "cached"):
