@@ -101,8 +101,8 @@ def add_inspection_commands(sub) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.set_defaults(func=inspecting.cmd_stats)
 
-    sub.add_parser("bench", help="run the benchmark suite (same as python -m benchmarks; "
-                                 "options: --quick, --models, --out)")
+    sub.add_parser("bench", help="run the benchmark suite (same as python -m benchmarks; options: "
+                                 "--quick, --rounds, --models, --impls, --cpu, --dask, --out)")
 
     p = sub.add_parser("ir", help="the traced DAG, one equation per line")
     p.add_argument("model")
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # the suite parses its own options (--quick, --models, --out)
+    if argv[:1] == ["bench"]:  # the suite parses its own options (python -m benchmarks --help)
         return run_benchmarks(argv[1:])
     args = build_parser().parse_args(argv)
     try:
