@@ -25,7 +25,8 @@ from .worker import ONE_THREAD_ENV, XLA_FLAGS
 
 IMPLS = ["generated", "workspace", "numba", "hand", "floor", "torch", "jax", "pytensor_numba", "autograd"]
 CNN_IMPLS = ("generated", "workspace", "numba", "hand", "torch")  # the others have no CNN version
-SAMPLES = {"mnist_mlp": 5}              # per-process samples where a step takes milliseconds (else 9)
+DEFAULT_SAMPLES, QUICK_SAMPLES = 9, 3    # timed samples a worker takes (each ≥ 20 ms of calls)
+SAMPLES = {"mnist_mlp": 5}              # fewer where one step takes milliseconds
 FIRST_CALL_MODELS = ("tiny_sigmoid", "digits_mlp", "deep_tanh")
 UNSTEADY = 1.25                          # max/min of an implementation's per-round medians
 PAIRED = ("generated", "workspace", "numba")
@@ -127,7 +128,8 @@ def first_calls(models, cpu, log, backends=("numba", "numpy")) -> list[dict]:
     for model in models:
         for backend in backends:
             with tempfile.TemporaryDirectory() as tmp:
-                env = {"SYMGRAD_CACHE": os.path.join(tmp, "symgrad"), "NUMBA_CACHE_DIR": os.path.join(tmp, "numba")}
+                env = {"SYMGRAD_CACHE": os.path.join(tmp, "symgrad"),
+                       "NUMBA_CACHE_DIR": os.path.join(tmp, "numba")}
                 for state in ("cold", "cached"):
                     res = run_worker(["--first-call", backend, model, "float64"], cpu, env)
                     rows.append({"state": state, "backend": backend, "model": model, **res})
@@ -245,7 +247,8 @@ def header(run: dict) -> list[str]:
             f"Wall time of this run: {_minutes(run['wall'])}", "",
             "**Threads: one for everything.** Every worker process is pinned to CPU "
             f"{cpu if cpu is not None else '(no affinity API here)'} (`os.sched_setaffinity`) and runs "
-            "one thread in every library: BLAS limited by threadpoolctl (and OMP/OPENBLAS/MKL_NUM_THREADS=1), "
+            "one thread in every library: BLAS limited by threadpoolctl (and "
+            "OMP/OPENBLAS/MKL_NUM_THREADS=1), "
             "`torch.set_num_threads(1)`, `numba.set_num_threads(1)` (NUMBA_NUM_THREADS=1), "
             f"`XLA_FLAGS={XLA_FLAGS}` set before jax is imported. Each worker reports the threads it "
             "saw; " + ("all reported one CPU and one thread per pool." if not run["thread_problems"] else
@@ -267,11 +270,25 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
+def samples_text(quick: bool) -> str:
+    if quick:
+        return f"{QUICK_SAMPLES} timed samples a process"
+    fewer = "".join(f", {n} for {m}" for m, n in SAMPLES.items())
+    return f"{DEFAULT_SAMPLES} timed samples a process{fewer}"
+
+
+def cell(us, hand, mark: str) -> str:
+    if us is None:
+        return "n/a"
+    return (f"{us:,.1f} ({us / hand:.2f}×)" if hand else f"{us:,.1f}") + mark
+
+
 def table(run: dict) -> list[str]:
     runs, models, dtypes, impls = run["runs"], run["models"], run["dtypes"], run["impls"]
     flagged = unsteady(runs)
-    lines = ["Median µs of one `loss_and_grad` (best of the rounds, each implementation in its own "
-             "process, rounds interleaved); in brackets the ratio to hand-written NumPy. `workspace` is "
+    lines = [f"Median µs of one `loss_and_grad` (best of {run.get('rounds', '?')} round(s), each "
+             f"implementation in its own process, rounds interleaved; {run.get('samples', '?')}); in "
+             "brackets the ratio to hand-written NumPy. `workspace` is "
              "the generated NumPy step called with a Workspace, as the trainer calls it; `numba` the "
              "generated numba module (`runtime.load(..., backend=\"numba\")`, warmed up); `hand` the "
              "fastest NumPy we wrote (benchmarks/handwritten.py: buffers kept between calls, tested "
@@ -282,6 +299,8 @@ def table(run: dict) -> list[str]:
     warning = busy_warning(flagged)
     if warning:
         lines += [f"**{warning}**", ""]
+    elif run.get("rounds", 2) < 2:
+        lines += ["One round: whether the machine was busy cannot be told.", ""]
     lines += ["| model | dtype | " + " | ".join(impls) + " |", "|" + "---|" * (len(impls) + 2)]
     for model in models:
         for dtype in dtypes:
@@ -289,11 +308,12 @@ def table(run: dict) -> list[str]:
             for impl in impls:
                 v = best(runs, model, dtype, impl)
                 mark = " †" if {(model, dtype, impl), (model, dtype, "hand")} & set(flagged) else ""
-                cells.append("n/a" if v is None else (f"{v:,.1f} ({v / hand:.2f}×)" if hand else f"{v:,.1f}") + mark)
+                cells.append(cell(v, hand, mark))
             lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
     errors = sorted({(i, r["error"]) for (m, d, i), r in run["reports"].items() if "error" in r})
     lines += [""] + [f"`{i}` failed: {e}" for i, e in errors] + ([""] if errors else [])
-    paired = [(m, d, [sorted(paired_ratios(runs, m, d, impl)) for impl in PAIRED]) for m in models for d in dtypes]
+    paired = [(m, d, [sorted(paired_ratios(runs, m, d, impl)) for impl in PAIRED])
+              for m in models for d in dtypes]
     if any(any(rs) for *_, rs in paired):
         lines += ["Ratio to hand-written within each round (median, lowest–highest of the rounds):", "",
                   "| model | dtype | " + " | ".join(PAIRED) + " |", "|---|---|" + "---|" * len(PAIRED)]
@@ -310,13 +330,14 @@ def first_call_table(rows: list[dict]) -> list[str]:
              "or loads them from its on-disk cache); then the µs of a warm call. Cold: empty symgrad and "
              "numba caches (SYMGRAD_CACHE and NUMBA_CACHE_DIR pointed at a new folder); cached: a second "
              "process on the same folders.", "",
-             "| model | backend | caches | import s | load s | first call s | warm µs |", "|---|---|---|---|---|---|---|"]
+             "| model | backend | caches | import s | load s | first call s | warm µs |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['backend']} | {r['state']} | failed: {r['error']} | | | |")
             continue
-        lines.append(f"| {r['model']} | {r['backend']} | {r['state']} | {r['import_s']:.2f} | {r['load_s']:.2f} "
-                     f"| {r['first_call_s']:.3f} | {r['warm_us']:,.1f} |")
+        lines.append(f"| {r['model']} | {r['backend']} | {r['state']} | {r['import_s']:.2f} "
+                     f"| {r['load_s']:.2f} | {r['first_call_s']:.3f} | {r['warm_us']:,.1f} |")
     return lines
 
 
@@ -339,9 +360,13 @@ def extras_tables(extra: dict) -> list[str]:
     lines += ["", "## Compile time (tanh MLP, seconds)", "", "| depth | width | seconds |", "|---|---|---|"]
     for (d, w), sec in extra["compile"].items():
         lines.append(f"| {d} | {w} | {sec:.2f} |")
+    lines += ["", "## Data parallel on Dask (MNIST-size MLP, float64)", ""]
     if extra.get("dask"):
         from .dask_bench import render as render_dask
-        lines += ["", "## Data parallel on Dask (MNIST-size MLP, float64)", ""] + render_dask(extra["dask"])
+        lines += render_dask(extra["dask"])
+    else:
+        lines.append("Not in the default run (about 40 s, and its workers use both cores): "
+                     "`python -m benchmarks --dask`.")
     return lines
 
 
@@ -370,14 +395,15 @@ def main(argv=None) -> int:
     impls = list(args.impls) if "hand" in args.impls else ["hand"] + list(args.impls)  # ratios need it
 
     def samples(model):
-        return 3 if args.quick else SAMPLES.get(model, 9)
+        return QUICK_SAMPLES if args.quick else SAMPLES.get(model, DEFAULT_SAMPLES)
 
     def log(msg):
         print(f"[{_minutes(time.perf_counter() - start)}] {msg}", file=sys.stderr, flush=True)
 
     runs, reports = time_table(args.models, dtypes, impls, rounds, samples, args.cpu, log)
     run = {"runs": runs, "reports": reports, "models": args.models, "dtypes": dtypes, "impls": impls,
-           "cpu": args.cpu, "thread_problems": thread_problems(reports),
+           "rounds": rounds, "cpu": args.cpu, "samples": samples_text(args.quick),
+           "thread_problems": thread_problems(reports),
            "command": "python -m benchmarks" + (" --quick" if args.quick else "")}
     if not args.quick:
         print("\n".join(table(run)), file=sys.stderr, flush=True)
