@@ -70,12 +70,15 @@ class Backend:
 
     def integer_conds(self, v: str, classes: int | None) -> list[str]:
         """The fast-path checks of an integer input (labels when `classes`): its dtype and range.
-        NumPy views int64 as unsigned, so one reduction checks both ends; the others call the
-        module's `_labels_ok`, which skips what it cannot read (values JAX is tracing, a GPU's
-        while a CUDA graph is captured)."""
-        if self.alias == "np":   # numba: a compiled loop, cheaper than a NumPy reduction's dispatch
+        NumPy views int64 as unsigned, so the largest checks both ends (found by argmax: 0.55 µs
+        against 1.3 for .max(), whose Python wrapper costs more than the scan); numba runs its own
+        compiled loop; the others call the module's `_labels_ok`, which skips what it cannot read
+        (values JAX is tracing, a GPU's while a CUDA graph is captured)."""
+        if self.alias == "np":
             conds = [f"{v}.dtype == np.int64"]
-            check = f"_labels_ok({v}, {classes})" if self.fused else f"{v}.view(np.uint64).max() < {classes}"
+            unsigned = f"{v}.view(np.uint64)"
+            check = (f"_labels_ok({v}, {classes})" if self.fused
+                     else f"{unsigned}[{unsigned}.argmax()] < {classes}")
             return conds + [check] * (classes is not None)
         conds = [f"np.issubdtype({v}.dtype, np.integer)" if self.name == "jax"
                  else f"{v}.dtype == {self.alias}.int64"]
