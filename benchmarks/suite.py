@@ -53,7 +53,7 @@ def impls_for(model: str, impls: list[str]) -> list[str]:
 
 def time_table(models, dtypes, impls, rounds, samples, cpu, log) -> tuple[dict, dict]:
     """(model, dtype, impl) -> the median µs of each round (None where it failed), and -> what the
-    worker reported (threads seen, or its error). Each round runs every implementation of one
+    worker reported in each round (threads seen, or its error). Each round runs every implementation of one
     model back to back, in reversed order every other round, so a ratio taken within a round
     compares runs seconds apart on this shared machine."""
     runs, reports = {}, {}
@@ -65,7 +65,7 @@ def time_table(models, dtypes, impls, rounds, samples, cpu, log) -> tuple[dict, 
                     n = samples(model)
                     res = run_worker([impl, model, dtype, "--samples", str(n)], cpu)
                     runs.setdefault((model, dtype, impl), []).append(res.get("us"))
-                    reports[(model, dtype, impl)] = res
+                    reports.setdefault((model, dtype, impl), []).append(res)
                 log(f"round {r + 1}/{rounds}: {model} {dtype} done")
     return runs, reports
 
@@ -109,15 +109,24 @@ def busy_warning(flagged: dict) -> str | None:
 
 
 def thread_problems(reports: dict) -> list[str]:
-    """Workers that ran on more than one CPU or with a thread pool above one thread."""
+    """Workers that ran on more than one CPU or with a thread pool above one thread (the first
+    round that did, for each cell)."""
     bad = []
-    for (m, d, impl), rep in sorted(reports.items()):
-        t = rep.get("threads") or {}
-        pools = {k: v for k, v in (t.get("pools") or {}).items() if v != 1}
-        extra = {k: t[k] for k in ("torch", "numba") if k in t and t[k] != 1}
-        if (t.get("cpus") and len(t["cpus"]) != 1) or pools or extra:
-            bad.append(f"{m} {d} {impl}: cpus {t.get('cpus')}, {pools | extra}")
+    for (m, d, impl), reps in sorted(reports.items()):
+        found = next((p for p in map(more_than_one, reps) if p), None)
+        if found:
+            bad.append(f"{m} {d} {impl}: {found}")
     return bad
+
+
+def more_than_one(report: dict) -> str | None:
+    t = report.get("threads") or {}
+    over = {k: v for k, v in (t.get("pools") or {}).items() if v != 1}
+    over |= {k: t[k] for k in ("torch", "numba") if t.get(k, 1) != 1}
+    cpus = t.get("cpus")
+    if (cpus and len(cpus) != 1) or over:
+        return f"cpus {cpus}, {over}"
+    return None
 
 
 def first_calls(models, cpu, log, backends=("numba", "numpy")) -> list[dict]:
@@ -310,13 +319,15 @@ def table(run: dict) -> list[str]:
                 mark = " †" if {(model, dtype, impl), (model, dtype, "hand")} & set(flagged) else ""
                 cells.append(cell(v, hand, mark))
             lines.append(f"| {model} | {dtype} | " + " | ".join(cells) + " |")
-    errors = sorted({(i, r["error"]) for (m, d, i), r in run["reports"].items() if "error" in r})
-    lines += [""] + [f"`{i}` failed: {e}" for i, e in errors] + ([""] if errors else [])
-    paired = [(m, d, [sorted(paired_ratios(runs, m, d, impl)) for impl in PAIRED])
+    notes = sorted({(i, f"failed: {r['error']}" if "error" in r else f"not measured: {r['missing']}")
+                    for (m, d, i), reps in run["reports"].items() for r in reps if "error" in r or "missing" in r})
+    lines += [""] + [f"`{i}` {note}  " for i, note in notes] + ([""] if notes else [])
+    shown = [impl for impl in PAIRED if impl in impls]
+    paired = [(m, d, [sorted(paired_ratios(runs, m, d, impl)) for impl in shown])
               for m in models for d in dtypes]
     if any(any(rs) for *_, rs in paired):
         lines += ["Ratio to hand-written within each round (median, lowest–highest of the rounds):", "",
-                  "| model | dtype | " + " | ".join(PAIRED) + " |", "|---|---|" + "---|" * len(PAIRED)]
+                  "| model | dtype | " + " | ".join(shown) + " |", "|---|---|" + "---|" * len(shown)]
         for m, d, rs in paired:
             cells = [f"{r[len(r) // 2]:.2f} ({r[0]:.2f}–{r[-1]:.2f})" if r else "n/a" for r in rs]
             lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")

@@ -152,9 +152,9 @@ def test_busy_machine_is_named_not_hidden():
 def test_thread_problems_are_reported():
     from benchmarks.suite import thread_problems
     ok = {"cpus": [1], "pools": {"openblas (libopenblas.so)": 1}, "torch": 1}
-    assert thread_problems({("m", "float64", "torch"): {"threads": ok}}) == []
+    assert thread_problems({("m", "float64", "torch"): [{"threads": ok}]}) == []
     bad = {"cpus": [0, 1], "pools": {"openblas (libopenblas.so)": 2}}
-    assert thread_problems({("m", "float64", "hand"): {"threads": bad}}) == [
+    assert thread_problems({("m", "float64", "hand"): [{"threads": ok}, {"threads": bad}]}) == [
         "m float64 hand: cpus [0, 1], {'openblas (libopenblas.so)': 2}"]
 
 
