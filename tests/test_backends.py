@@ -97,10 +97,9 @@ SECOND_ORDER = {"digits_mlp": ("hvp", "jvp", "input_grad"), "lenet_mnist5k": ("h
                 "logistic_digits": ("hessian",)}
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
-@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
-def test_second_order_functions_equal_numpy(name, backend):
-    functions = SECOND_ORDER[name]
+def second_order_agrees(name: str, backend: str, functions) -> None:
+    """Each of `functions` (hvp, jvp, input_grad, hessian) of the backend's module, on host arrays,
+    equals the NumPy module's."""
     path = os.path.join(EXAMPLES, f"{name}.py")
     reference = runtime.load(path, functions=functions)
     _, params, inputs = case(path, "float64")
@@ -115,15 +114,19 @@ def test_second_order_functions_equal_numpy(name, backend):
             agree(g, w, 1e-12, f"{backend} {fn} result {i}")
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
+def test_second_order_functions_equal_numpy(name, backend):
+    second_order_agrees(name, backend, SECOND_ORDER[name])
+
+
 CHECKED = sorted((r for r in P.REGISTRY.values() if r.check is not None and r.head is not P.keep_mask),
                  key=lambda r: getattr(r.head, "__name__", str(r.head)))
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
-@pytest.mark.parametrize("rule", CHECKED, ids=lambda r: getattr(r.head, "__name__", str(r.head)))
-def test_every_op_equals_numpy(tmp_path, rule, backend):
-    """Each registry op's check loss, its gradient and H·v: ops no example uses (negative slice
-    steps, erf, einsum, clip, ...) print their own forms for each library."""
+def op_agrees(tmp_path, rule, backend: str):
+    """The registry op's check loss, its gradient and H·v on the backend equal NumPy's; returns the
+    backend's model and the check's arrays for more."""
     check = rule.check
     path = tmp_path / "op.py"
     path.write_text("from compiler.dsl import *\nimport compiler.ops as P\n" + check_model_text(check))
@@ -137,6 +140,15 @@ def test_every_op_equals_numpy(tmp_path, rule, backend):
     assert abs(float(got[0]) - want[0]) <= 1e-12 * max(1.0, abs(want[0]))
     agree(got[1], want[1], 1e-12, "gradient")
     agree(got[2], want[2], 1e-11, "H·v")
+    return model, want, params, inputs
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("rule", CHECKED, ids=lambda r: getattr(r.head, "__name__", str(r.head)))
+def test_every_op_equals_numpy(tmp_path, rule, backend):
+    """Each registry op's check loss, its gradient and H·v: ops no example uses (negative slice
+    steps, erf, einsum, clip, ...) print their own forms for each library."""
+    op_agrees(tmp_path, rule, backend)
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -192,7 +204,7 @@ def test_torch_module_needs_tensors_and_runs_without_a_tape():
         module.loss(params, x=x.float(), y=y)
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "cupy"])
+@pytest.mark.parametrize("backend", ["torch", "jax", "cupy", "numba"])
 def test_modules_import_only_their_library_and_are_deterministic(backend):
     path = os.path.join(EXAMPLES, "lenet_mnist5k.py")
     code = f"import compiler; print(compiler.compile_model({path!r}, backend={backend!r}).source)"
@@ -202,7 +214,8 @@ def test_modules_import_only_their_library_and_are_deterministic(backend):
     assert len(texts) == 1
     imports = {alias.name for node in ast.parse(texts.pop()).body if isinstance(node, ast.Import)
                for alias in node.names}
-    assert imports == {"torch": {"torch"}, "jax": {"jax", "jax.numpy"}, "cupy": {"cupy"}}[backend]
+    assert imports == {"torch": {"torch"}, "jax": {"jax", "jax.numpy"}, "cupy": {"cupy"},
+                       "numba": {"numba", "numpy"}}[backend]
 
 
 def test_a_numpy_name_a_backend_lacks_is_a_compile_error():
@@ -213,7 +226,7 @@ def test_a_numpy_name_a_backend_lacks_is_a_compile_error():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("backend", ["torch", "jax", "numba"])
 def test_training_on_a_backend_matches_numpy_and_checkpoints_move_between_them(tmp_path, backend):
     """Two epochs on the backend reach NumPy's numbers; one epoch there, resumed on NumPy, too."""
     from runtime.data import load_dataset
@@ -293,15 +306,18 @@ def test_command_line_compiles_checks_and_trains_on_a_backend(tmp_path, capsys, 
     from symgrad.cli import main
     monkeypatch.chdir(tmp_path)
     path = os.path.join(EXAMPLES, "digits_mlp.py")
-    assert main(["compile", path, "--backend", "torch", "-o", "m.py"]) == 0
-    assert "torch backend" in capsys.readouterr().out
-    assert "import torch\n" in (tmp_path / "m.py").read_text()
+    for backend in ("torch", "numba"):
+        assert main(["compile", path, "--backend", backend, "-o", "m.py"]) == 0
+        assert f"{backend} backend" in capsys.readouterr().out
+        assert f"import {backend}\n" in (tmp_path / "m.py").read_text()
     # the oracle's loss differenced against the JAX module's gradient, through NumPy arrays
     assert main(["check", path, "--backend", "jax", "--max-per-param", "3", "-o", "j.py"]) == 0
     assert "ok" in capsys.readouterr().out
     assert main(["train", path, "--backend", "jax", "--device", "cpu", "--epochs", "1", "--quiet",
                  "--out", "run"]) == 0
     assert "jax on cpu" in capsys.readouterr().out and (tmp_path / "run" / "checkpoint.npz").exists()
+    assert main(["train", path, "--backend", "numba", "--epochs", "1", "--quiet", "--out", "nb"]) == 0
+    assert "numba on cpu" in capsys.readouterr().out and (tmp_path / "nb" / "checkpoint.npz").exists()
     assert main(["train", path, "--backend", "torch", "--workers", "2", "--epochs", "1"]) == 2
     assert "Dask runs the numpy backend" in capsys.readouterr().err
 

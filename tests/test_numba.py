@@ -4,7 +4,6 @@ loss, gradients and outputs equal the NumPy module's (itself checked against the
 central differences elsewhere) on both paths, every registry op's too (with H·v), and the runtime
 trains with it. (tests/conftest.py compiles kernels at NUMBA_OPT=0: the numbers are the same,
 without fastmath LLVM may not reorder floating-point arithmetic, and compiling is twice as fast.)"""
-import ast
 import os
 import re
 import subprocess
@@ -15,8 +14,9 @@ import pytest
 
 import compiler
 import runtime
-from helpers import EXAMPLES, ROOT, check_model_text
-from test_backends import CHECKED, NAMES, SECOND_ORDER, TOLERANCE, agree, case, module_of
+from helpers import EXAMPLES, ROOT
+from test_backends import (CHECKED, NAMES, SECOND_ORDER, TOLERANCE, agree, case, module_of, op_agrees,
+                           second_order_agrees)
 
 numba = pytest.importorskip("numba")
 
@@ -56,38 +56,15 @@ def test_every_example_equals_numpy(name, dtype):
 
 @pytest.mark.parametrize("name", ["digits_mlp", "logistic_digits", "lenet_mnist5k"])
 def test_second_order_functions_equal_numpy(name):
-    functions = SECOND_ORDER.get(name, ("hvp", "input_grad"))
-    path = os.path.join(EXAMPLES, f"{name}.py")
-    reference = runtime.load(path, functions=functions)
-    _, params, inputs = case(path, "float64")
-    rng = np.random.default_rng(2)
-    vectors = {k: rng.standard_normal(np.shape(params[k])) for k in reference.params_spec}
-    model = runtime.Model(module_of(path, "numba", functions=functions))
-    for fn in functions:
-        args = (params, vectors) if fn in ("hvp", "jvp") else (params,)
-        got, want = getattr(model, fn)(*args, **inputs), getattr(reference, fn)(*args, **inputs)
-        for i, (g, w) in enumerate(zip(got, want)):
-            g, w = (x if isinstance(x, dict) else {"value": x} for x in (g, w))
-            agree(g, w, 1e-12, f"numba {fn} result {i}")
+    second_order_agrees(name, "numba", SECOND_ORDER.get(name, ("hvp", "input_grad")))
 
 
 @pytest.mark.parametrize("rule", CHECKED, ids=lambda r: getattr(r.head, "__name__", str(r.head)))
 def test_every_op_equals_numpy(tmp_path, rule):
-    """Each registry op's check loss, gradient and H·v: each op's scalar form inside a loop (its
-    `_numbacode`, or its NumPy form on one element), each structural op between the loops."""
-    check = rule.check
-    path = tmp_path / "op.py"
-    path.write_text("from compiler.dsl import *\nimport compiler.ops as P\n" + check_model_text(check))
-    reference = runtime.load(str(path), functions=("hvp",))
-    model = runtime.Model(module_of(str(path), "numba", functions=("hvp",)))
-    rng = np.random.default_rng(3)
-    params = {name: rng.uniform(lo, hi, size=shape) for name, (shape, (lo, hi)) in check.params.items()}
-    inputs = {name: rng.integers(0, classes, size=shape) for name, (shape, classes) in check.labels.items()}
-    vectors = {k: rng.standard_normal(np.shape(v)) for k, v in params.items()}
-    got, want = model.hvp(params, vectors, **inputs), reference.hvp(params, vectors, **inputs)
-    assert abs(float(got[0]) - want[0]) <= 1e-12 * max(1.0, abs(want[0]))
-    agree(got[1], want[1], 1e-12, "gradient")
-    agree(got[2], want[2], 1e-11, "H·v")
+    """Each registry op's check loss, gradient and H·v (the fused body), and its loss_and_grad (the
+    whole step where it has one): each op's scalar form inside a loop (its `_numbacode`, or its
+    NumPy form on one element), each structural op between the loops."""
+    model, want, params, inputs = op_agrees(tmp_path, rule, "numba")
     loss, grads = model.loss_and_grad(params, **inputs)
     agree({"loss": loss, **grads}, {"loss": want[0], **want[1]}, 1e-12, "loss_and_grad")
 
@@ -125,18 +102,6 @@ def test_a_wide_layers_tanh_stays_numpy_and_a_small_ones_is_fused():
     assert "            h[i, j] = 0.5*np.tanh(0.5*hidden_pre) + 0.5  # (B, 8)" in tiny
 
 
-def test_module_imports_numba_and_numpy_only_and_is_deterministic():
-    path = os.path.join(EXAMPLES, "lenet_mnist5k.py")
-    code = f"import compiler; print(compiler.compile_model({path!r}, backend='numba').source)"
-    texts = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
-             for seed in ("0", "1")}
-    assert len(texts) == 1
-    imports = {alias.name for node in ast.parse(texts.pop()).body if isinstance(node, ast.Import)
-               for alias in node.names}
-    assert imports == {"numba", "numpy"}
-
-
 def test_checks_and_messages_are_numpys():
     path = os.path.join(EXAMPLES, "digits_mlp.py")
     module = module_of(path, "numba")
@@ -170,43 +135,3 @@ def test_kernels_are_cached_on_disk_beside_the_module(tmp_path):
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr
     assert {f: os.path.getmtime(os.path.join(folder, f)) for f in data} == data   # loaded, not rewritten
-
-
-@pytest.mark.slow
-def test_training_with_numba_matches_numpy(tmp_path):
-    from runtime.data import load_dataset
-    from runtime.train import TrainConfig, train
-    path = os.path.join(EXAMPLES, "digits_mlp.py")
-    data = load_dataset("digits", seed=0)
-    config = dict(epochs=2, batch_size=64, progress=False, plot=False)
-    numpy_run = train(runtime.load(path), data, TrainConfig(out=str(tmp_path / "np"), **config), log=lambda *a: None)
-    numba_run = train(runtime.load(path, backend="numba"), data,
-                      TrainConfig(out=str(tmp_path / "nb"), **config), log=lambda *a: None)
-    for k, v in numpy_run.params.items():
-        np.testing.assert_allclose(numba_run.params[k], v, rtol=1e-9, atol=1e-12)
-    assert numba_run.final["test_acc"] == numpy_run.final["test_acc"] > 0.7
-
-
-def test_command_line_compiles_and_trains_with_numba(tmp_path, capsys, monkeypatch):
-    from symgrad.cli import main
-    monkeypatch.chdir(tmp_path)
-    path = os.path.join(EXAMPLES, "digits_mlp.py")
-    assert main(["compile", path, "--backend", "numba", "-o", "m.py"]) == 0
-    assert "numba backend" in capsys.readouterr().out
-    assert "import numba\n" in (tmp_path / "m.py").read_text()
-    assert main(["train", path, "--backend", "numba", "--epochs", "1", "--quiet", "--out", "run"]) == 0
-    assert "numba on cpu" in capsys.readouterr().out and (tmp_path / "run" / "checkpoint.npz").exists()
-
-
-def test_show_grad_prints_a_slice_with_its_kernels_that_runs_on_its_own():
-    from compiler import inspection
-    path = os.path.join(EXAMPLES, "digits_mlp.py")
-    text = inspection.show_gradient(compiler.compile_model(path, backend="numba"), "hidden.W")
-    assert "@numba.njit(cache=_CACHE)\ndef _fused_" in text and "small shapes" not in text
-    namespace: dict = {}
-    exec(compile(text, "<slice>", "exec"), namespace)
-    model = runtime.load(path)
-    params = model.init_params(0)
-    x, y = np.random.default_rng(0).standard_normal((5, 64)), np.arange(5)
-    got = namespace["grad_hidden_W"](params, x=x, y=y)["hidden.W"]
-    np.testing.assert_allclose(got, model.loss_and_grad(params, x=x, y=y)[1]["hidden.W"], rtol=1e-12, atol=1e-15)

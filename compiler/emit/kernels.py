@@ -275,7 +275,7 @@ class Fusion:
         shapes, names = self.shapes, self.names
         produced = {st.target for n in nests for st in n.statements}
         read_elsewhere = set(outputs)
-        for k, nest in enumerate(nests):
+        for nest in nests:
             for st in nest.statements:
                 for s, _ in _reads(st.expr):
                     if s in produced and not any(s == t.target for t in nest.statements):
@@ -287,7 +287,7 @@ class Fusion:
         index_names = [c if c not in used_names else c + "_" for c in INDEX_NAMES]
         for nest in nests:
             body += self.nest_lines(nest, arrays, scalars, index_names, header)
-        arguments, sizes = [], []
+        arguments: list = []
         for st in (st for n in nests for st in n.statements):
             for s in sorted(st.expr.free_symbols, key=lambda s: names.get(s, s.name)):
                 if s not in produced and s not in arguments and not _is_size(s, shapes):
