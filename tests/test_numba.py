@@ -89,7 +89,7 @@ def test_the_loops_fuse_what_the_issue_names():
     assert "x_mm = x @ hidden_W" in source and "d_hidden_W = x.T @ d_hidden_pre" in source
     assert re.search(r"if B <= \d+:  # small shapes: the whole step in one compiled call\n"
                      r"        .* = _loss_and_grad_step\(x, y, hidden_W, hidden_b, out_W, out_b, B\)", source)
-    assert source.count("@numba.njit(cache=_CACHE)") == len(kernels) + 4   # _labels_ok, 3 steps
+    assert source.count('@numba.njit(cache=_CACHE, error_model="numpy")') == len(kernels) + 4   # _labels_ok, 3 steps
 
 
 def test_a_wide_layers_tanh_stays_numpy_and_a_small_ones_is_fused():
@@ -135,3 +135,54 @@ def test_kernels_are_cached_on_disk_beside_the_module(tmp_path):
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr
     assert {f: os.path.getmtime(os.path.join(folder, f)) for f in data} == data   # loaded, not rewritten
+
+
+REVIEW_CASES = {   # found by a review of the backend: name -> (model text, what the input holds)
+    # a division by zero is inf or nan, as in NumPy (error_model="numpy"), not ZeroDivisionError
+    "zero_division": ('x = Input("x", ("B", 4)); w = Param("w", (4,))\nz = w / x\n'
+                      'loss = sum(relu(z)); outputs = {"z": z}\n', "zero"),
+    # amax propagates NaN, as np.max does (Python's max dropped it)
+    "max_of_nan": ('x = Input("x", ("B", 4)); w = Param("w", (4,))\nz = amax(x * w, axis=1)\n'
+                   'loss = sum(z * z); outputs = {"z": z}\n', "nan"),
+    # values named like a loop index or like an element kept in a register
+    "value_named_i": ('x = Input("x", ("B", 4)); w = Param("w", (4,))\ni = tanh(x * w); c = tanh(i + x) * i\n'
+                      'loss = sum(c * x); outputs = {"i": i, "c": c}\n', ""),
+    "value_named_a_": ('x = Input("x", ("B", 4)); w = Param("w", (4,))\na = tanh(x * w); a_ = tanh(a + x)\n'
+                       'c = tanh(a * a_) + sigmoid(a_ * x) + a\nloss = sum(c * x); outputs = {"a": a, "c": c}\n', ""),
+    # a symbolic size named like a loop index
+    "size_named_i": ('x = Input("x", ("i", 4)); y = Labels("y", ("i",), classes=4); w = Param("w", (4,))\n'
+                     'loss = softmax_cross_entropy(x * w, y); outputs = {"z": x * w}\n', "labels"),
+    # labels of rank 2 (the NumPy module's fast check indexed its argmax as a row)
+    "labels_of_rank_2": ('x = Input("x", ("B", 5, 3)); y = Labels("y", ("B", 5), classes=3)\n'
+                         'w = Param("w", (3,))\nloss = softmax_cross_entropy(x * w, y); outputs = {"z": x * w}\n',
+                         "labels2d"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REVIEW_CASES))
+def test_review_cases_equal_numpy(tmp_path, name):
+    text, kind = REVIEW_CASES[name]
+    path = tmp_path / "model.py"
+    path.write_text("from compiler.dsl import *\n" + text)
+    reference = runtime.load(str(path))
+    params = {k: v + 0.3 for k, v in reference.init_params(0).items()}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5, 3) if kind == "labels2d" else (4, 4))
+    inputs = {"x": x}
+    if kind == "zero":
+        x[0, 1] = 0
+    elif kind == "nan":
+        x[0, 1] = np.nan
+    elif kind == "labels":
+        inputs["y"] = rng.integers(0, 4, 4)
+    elif kind == "labels2d":
+        inputs["y"] = np.array([[2, 0, 0, 0, 0]] + [[0] * 5] * 3)
+    module = module_of(str(path), "numba")
+    with np.errstate(all="ignore"):
+        loss, grads = module.loss_and_grad(params, **inputs)
+        want_loss, want = reference.loss_and_grad(params, **inputs)
+        forward = {k: v for k, v in inputs.items() if k != "y"}
+        got_out, want_out = module.forward(params, **forward), reference.forward(params, **forward)
+    for got, ref in (({"loss": loss, **grads}, {"loss": want_loss, **want}), (got_out, want_out)):
+        for k in ref:
+            np.testing.assert_allclose(got[k], ref[k], rtol=1e-12, atol=1e-14, equal_nan=True, err_msg=k)

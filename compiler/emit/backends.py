@@ -68,7 +68,7 @@ class Backend:
     def copy(self, text: str) -> str:
         return f"{text}.clone()" if self.name == "torch" else f"{text}.copy()"
 
-    def integer_conds(self, v: str, classes: int | None) -> list[str]:
+    def integer_conds(self, v: str, classes: int | None, rank: int = 1) -> list[str]:
         """The fast-path checks of an integer input (labels when `classes`): its dtype and range.
         NumPy views int64 as unsigned, so the largest checks both ends (found by argmax: 0.55 µs
         against 1.3 for .max(), whose Python wrapper costs more than the scan); numba runs its own
@@ -76,9 +76,9 @@ class Backend:
         (values JAX is tracing, a GPU's while a CUDA graph is captured)."""
         if self.alias == "np":
             conds = [f"{v}.dtype == np.int64"]
-            unsigned = f"{v}.view(np.uint64)"
+            unsigned = f"{v}.view(np.uint64)" + (".flat" if rank > 1 else "")   # argmax is flat
             check = (f"_labels_ok({v}, {classes})" if self.fused
-                     else f"{unsigned}[{unsigned}.argmax()] < {classes}")
+                     else f"{unsigned}[{v}.view(np.uint64).argmax()] < {classes}")
             return conds + [check] * (classes is not None)
         conds = [f"np.issubdtype({v}.dtype, np.integer)" if self.name == "jax"
                  else f"{v}.dtype == {self.alias}.int64"]

@@ -70,8 +70,9 @@ def emit_function(graph: Graph, sched: Schedule, summary: str, dtype: str, stand
     if step is not None:   # numba, small shapes: the whole body runs as one compiled function
         source, call, condition = step
         writer.fusion.kernels.append(source)
-        body = ["", f"if {condition}:  # small shapes: the whole step in one compiled call",
-                *("    " + line for line in call), "    return " + ret.replace("\n", "\n    ")] + body
+        body = (["", f"if {condition}:  # small shapes: the whole step in one compiled call",
+                 *("    " + line for line in call), "    return " + ret.replace("\n", "\n    ")] + body
+                if condition else ["", *call] + [""] * (body[-1:] == [""]))   # no sizes: always
     if standalone:
         head = prologue.standalone_prologue(graph, arrays, names)
     else:

@@ -48,7 +48,7 @@ def emit_hessian(graph: Graph, hvp_sched: Schedule, dtype: str, check, limit: in
     directions = [names[leaf.symbol] for leaf in sched.program.directions]
     body += ["", "# ---- one column of H per parameter entry: the tangents along e_j " + "-" * 24]
     columns = [f"np.ravel({_result(printer, names, sched, leaf, graph)})" for leaf in graph.params]
-    if backend is NUMPY:
+    if backend.alias == "np":   # NumPy's arrays (numba's too): e_j set in place
         body += [f"{H} = np.empty(({size}, {size}), dtype=DTYPE)"]
         body += [f"{name} = np.zeros({fmt(leaf.shape)}, dtype=DTYPE)"
                  for name, leaf in zip(directions, sched.program.directions)]

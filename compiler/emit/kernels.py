@@ -20,11 +20,11 @@ from ..fuse import fuse_kind, is_loop, tensor_args
 from ..ops import rule_for
 from ..ops.rule import axes_of
 from ..shapes import fmt, numel
-from .backends import NUMBA_LOOP
+from .backends import NUMBA_LOOP, BackendError
 from .printer import Printer
 
 INDEX_NAMES = "ijklmn"
-WHOLE_STEP_ELEMENTS = 2 ** 16   # the largest value, up to which a small-shape step runs compiled whole
+WHOLE_STEP_ELEMENTS = 2 ** 16   # the largest value up to which a step runs compiled whole
 
 
 class LoopPrinter(Printer):
@@ -52,7 +52,11 @@ class LoopPrinter(Printer):
 
     def value(self, expr, index: tuple) -> str:
         """The text of `expr`'s element at `index`, in a loop's names (np.where is _where)."""
-        return self.backend.translate(self.element(expr, index))
+        text = self.backend.translate(self.element(expr, index))
+        if self.helpers:   # module helpers take arrays: such an op must declare fuse = ""
+            raise BackendError(f"{', '.join(sorted(h.__name__ for h in self.helpers))} calls a module "
+                               "helper, which a fused loop cannot: declare fuse = \"\" on the op")
+        return text
 
     def index(self) -> tuple:
         """The index of the element being printed (an op's `_numbacode` reads its operands there)."""
@@ -152,6 +156,22 @@ def nests_of(statements, shapes) -> list[Nest]:
     return nests
 
 
+class LocalNames:
+    """Names a kernel adds (loop indices, elements kept in registers), clear of the function's value
+    names, its symbolic sizes and each other: a model value named `i` or `a_` keeps its meaning."""
+
+    def __init__(self, taken: set):
+        self.taken = set(taken)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}{k}"
+        self.taken.add(name)
+        return name
+
+
 class Fusion:
     """The kernels of one function and the lines that call them, for the steps a loop computes."""
 
@@ -159,10 +179,11 @@ class Fusion:
         self.graph, self.sched, self.names, self.dtype = graph, sched, names, dtype
         self.shapes = graph.shapes
         self.library = library   # the module's kernels so far: source without its name -> name
+        self.sizes = {w for step in sched.steps for d in self.shapes(step.statement.target)
+                      if isinstance(d, str) for w in re.findall(r"[A-Za-z_]\w*", d)}
         steps = sched.steps
         loop = [is_loop(s.statement.expr, self.shapes) for s in steps]
         self.groups: dict[int, list[int]] = {}   # first step index -> the step indices of one kernel
-        self.covered: set = set()
         start = None
         for i, step in enumerate(steps):
             section = step.statement.priority[:1]
@@ -184,10 +205,11 @@ class Fusion:
         self.covered = {i for indices in self.groups.values() for i in indices}
         self.kernels: list[str] = []
 
-    def whole_step(self, function: str, writer, body: list[str], arrays) -> tuple[str, list[str]] | None:
+    def whole_step(self, function: str, writer, body: list[str], arrays) -> tuple[str, list, str] | None:
         """The function's whole body as one compiled function, when every statement outside the
         kernels compiles under numba too (an MLP's matrix products): one call from Python per
-        step instead of one per kernel and product. Returns its source and the lines calling it."""
+        step instead of one per kernel and product. Returns its source, the lines calling it and
+        the condition under which they do."""
         shapes, names, program = self.shapes, self.names, self.sched.program
         if program.directions or not self.groups:
             return None
@@ -209,28 +231,30 @@ class Fusion:
         name = f"_{function}_step"
         returned = ", ".join(names[s] for s in results)
         source = "\n".join(
-            ["@numba.njit(cache=_CACHE)", f"def {name}({', '.join(params)}):",
+            ['@numba.njit(cache=_CACHE, error_model="numpy")', f"def {name}({', '.join(params)}):",
              f'    """{function}\'s whole body in one compiled call (its kernels and matrix products)."""']
             + ["    " + line if line else "" for line in body if not line.startswith("del ")]
             + [f"    return {returned}"])
         call = [f"{returned} = {name}({', '.join(params)})  # the whole step, compiled"]
         call += [f"{names[s]} = DTYPE({names[s]})" for s in results if shapes(s) == ()]
-        return source, call, self.small(arrays)
+        condition = self.small()
+        return None if condition is None else (source, call, condition)
 
-    def small(self, arrays) -> str:
-        """The condition under which the whole step beats NumPy's calls between the kernels: all its
-        values together small (the products then cost less than the calls); on large arrays a
-        step compiled whole keeps every intermediate alive to its end (numba frees none early),
-        slower than the fused body's `del`s."""
-        per_sample, dims = 1, set()
+    def small(self) -> str | None:
+        """The condition under which the whole step beats NumPy's calls between the kernels: every
+        value small (the products then cost less than the calls; on large arrays a step compiled
+        whole keeps every intermediate alive to its end, numba freeing none early, slower than the
+        fused body's `del`s). "" when always (no symbolic sizes), None when never."""
+        per_sample, sizes = 1, set()
         for step in self.sched.steps:
             shape = self.shapes(step.statement.target)
             symbolic = [d for d in shape if isinstance(d, str)]
-            if symbolic:
-                per_sample = max(per_sample, numel(shape, {d: 1 for d in symbolic}))
-                dims |= set(symbolic)
-        size = " * ".join(sorted(d if d.isidentifier() else f"({d})" for d in dims)) or "1"
-        return f"{size} <= {max(WHOLE_STEP_ELEMENTS // per_sample, 1)}"
+            per_sample = max(per_sample, numel(shape, {d: 1 for d in symbolic}))
+            sizes |= {w for d in symbolic for w in re.findall(r"[A-Za-z_]\w*", d)}
+        limit = WHOLE_STEP_ELEMENTS // per_sample
+        if limit < 1:
+            return None
+        return f"{' * '.join(sorted(sizes))} <= {limit}" if sizes else ""
 
     def read_after(self, last: int) -> set:
         """Symbols read by a step after `last` or by the function's results."""
@@ -283,10 +307,10 @@ class Fusion:
         arrays = {t for n in nests for t in n.reductions | (n.values & read_elsewhere) if shapes(t) != ()}
         body: list[str] = []
         scalars: dict = {}   # rank-0 values: plain locals of the kernel
-        used_names = set(names.values())
-        index_names = [c if c not in used_names else c + "_" for c in INDEX_NAMES]
+        local = LocalNames(set(names.values()) | self.sizes)
+        index_names = [local.fresh(c) for c in INDEX_NAMES]
         for nest in nests:
-            body += self.nest_lines(nest, arrays, scalars, index_names, header)
+            body += self.nest_lines(nest, arrays, scalars, index_names, header, local)
         arguments: list = []
         for st in (st for n in nests for st in n.statements):
             for s in sorted(st.expr.free_symbols, key=lambda s: names.get(s, s.name)):
@@ -301,11 +325,12 @@ class Fusion:
         params = [names[s] for s in arguments] + size_names
         call_args = [f"DTYPE({names[s]})" if shapes(s) == () else names[s] for s in arguments] + size_names
         returns = ", ".join(names[t] for t in outputs)
-        source = "\n".join(["@numba.njit(cache=_CACHE)", f"def KERNEL({', '.join(params)}):"]
+        source = "\n".join(['@numba.njit(cache=_CACHE, error_model="numpy")', f"def KERNEL({', '.join(params)}):"]
                            + ["    " + line if line else "" for line in body] + [f"    return {returns}"])
         return source, call_args
 
-    def nest_lines(self, nest: Nest, arrays: set, scalars: dict, index_names, header) -> list[str]:
+    def nest_lines(self, nest: Nest, arrays: set, scalars: dict, index_names, header,
+                   local_names) -> list[str]:
         shapes, names, dtype = self.shapes, self.names, self.dtype
         lines: list[str] = []
         later = {sym for k, st in enumerate(nest.statements) for sym, _ in _reads(st.expr)
@@ -344,7 +369,7 @@ class Fusion:
             if kind in ("sum", "max"):
                 value = printer.value(st.expr.args[0], index)
                 where = names[t] + (f"[{', '.join(reduced_index(st.expr, index))}]" if shapes(t) != () else "")
-                lines.append(pad + (f"{where} += {value}" if kind == "sum" else f"{where} = max({where}, {value})")
+                lines.append(pad + (f"{where} += {value}" if kind == "sum" else f"{where} = _max({where}, {value})")
                              + comment)
                 continue
             value = printer.value(st.expr, index)
@@ -354,9 +379,10 @@ class Fusion:
             elif t in arrays and t not in later:
                 lines.append(pad + f"{names[t]}[{', '.join(index)}] = {value}{comment}")
             elif t in arrays:
-                lines.append(pad + f"{names[t]}_ = {value}{comment}")
-                lines.append(pad + f"{names[t]}[{', '.join(index)}] = {names[t]}_")
-                local[t] = names[t] + "_"
+                element = local_names.fresh(names[t] + "_")   # the element, kept in a register
+                lines.append(pad + f"{element} = {value}{comment}")
+                lines.append(pad + f"{names[t]}[{', '.join(index)}] = {element}")
+                local[t] = element
             else:
                 lines.append(pad + f"{names[t]} = {value}{comment}")
                 local[t] = names[t]

@@ -19,7 +19,7 @@ RESERVED = {"np", "DTYPE", "params", "inputs", "dims", "PARAMS", "STATE", "INPUT
             "LABEL_CLASSES", "InputError", "workspace", "Workspace", "training", "where",
             "_arrays", "_validate", "_validate_fully", "_check_labels", "_shape_text", "_match",
             "_fresh", "SYMGRAD_VERSION", "MODEL_PATH", "MODEL_SHA256", "_directions", "vectors",
-            "tangents", "limit", "numba", "_CACHE", "_where", "_clip", "_one", "_labels_ok"}
+            "tangents", "limit", "numba", "_CACHE", "_where", "_clip", "_one", "_labels_ok", "_max"}
 BUILTINS = frozenset(name for name in dir(builtins) if not name.startswith("_"))
 
 

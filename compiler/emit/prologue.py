@@ -180,7 +180,7 @@ def _conds(loads, var, binders, backend) -> list[str]:
         conds.append(f"{v}.shape == {fmt(leaf.shape)}")
         if leaf.kind in ("labels", "seed"):
             conds += [backend.translate(c) for c in backend.integer_conds(
-                v, leaf.classes if leaf.kind == "labels" else None)]
+                v, leaf.classes if leaf.kind == "labels" else None, len(leaf.shape))]
         else:
             conds.append(f"{v}.dtype == DTYPE")
     return conds

@@ -61,7 +61,7 @@ class Rule:
     #                                  reverse mode (its own VJP kept; lower.py)
     fuse: Callable = lambda node: ""  # node -> how a fused loop (the numba backend) computes it: "map"
     #    (its scalar form, one element at a time), "libm" (the same, but it calls exp/log/tanh...,
-    #    which NumPy vectorises and a loop does not), "index" (`_loopcode` reads one element of its
+    #    which NumPy vectorises and a loop does not), "index" (`_numbacode` reads one element of its
     #    operands), "sum"/"max" (a reduction the loop accumulates), "" (not in a loop: NumPy runs it)
     njit: Callable = lambda node, shapes: False   # its NumPy form, as printed, compiles under numba
     #    (a whole step of the numba backend runs in one compiled function when every op's does)
