@@ -21,6 +21,7 @@ from ..ops import rule_for
 from ..ops.rule import axes_of
 from ..shapes import fmt, numel
 from .backends import NUMBA_LOOP, BackendError
+from .naming import Namer
 from .printer import Printer
 
 INDEX_NAMES = "ijklmn"
@@ -154,22 +155,6 @@ def nests_of(statements, shapes) -> list[Nest]:
         nest.statements.append(st)
         (nest.reductions if fuse_kind(st.expr) in ("sum", "max") else nest.values).add(st.target)
     return nests
-
-
-class LocalNames:
-    """Names a kernel adds (loop indices, elements kept in registers), clear of the function's value
-    names, its symbolic sizes and each other: a model value named `i` or `a_` keeps its meaning."""
-
-    def __init__(self, taken: set):
-        self.taken = set(taken)
-
-    def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            k += 1
-            name = f"{base}{k}"
-        self.taken.add(name)
-        return name
 
 
 class Fusion:
@@ -307,7 +292,7 @@ class Fusion:
         arrays = {t for n in nests for t in n.reductions | (n.values & read_elsewhere) if shapes(t) != ()}
         body: list[str] = []
         scalars: dict = {}   # rank-0 values: plain locals of the kernel
-        local = LocalNames(set(names.values()) | self.sizes)
+        local = Namer(set(names.values()) | self.sizes)   # loop indices, registers: clear of every name
         index_names = [local.fresh(c) for c in INDEX_NAMES]
         for nest in nests:
             body += self.nest_lines(nest, arrays, scalars, index_names, header, local)
